@@ -1,0 +1,214 @@
+"""One typed configuration for the whole platform.
+
+A run's config is built by deep-merging YAML layers, later layers winning:
+
+    conf/base.yaml  <  conf/datasets/<dataset>.yaml  <  conf/env/<env>.yaml
+                    <  conf/models/<model>.yaml  <  command-line ``--set a.b=c`` overrides
+
+and validated into :class:`Config` (pydantic, unknown keys rejected, so a typo in a
+YAML key or an override fails loudly instead of being ignored). YAML is read with
+``yaml.safe_load`` only. Paths, thresholds and seeds live here, never in code.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONF_DIR = Path(os.environ.get("OPTIRAG_CONF_DIR", Path(__file__).resolve().parents[2] / "conf"))
+
+
+class ConfigError(ValueError):
+    """A config that cannot be loaded or validated; the message is one readable line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SparkConfig(_Section):
+    master: str = "local[2]"
+    app_name: str = "optirag"
+    # cache: jars fetched by `make setup` into jars_dir; packages: spark.jars.packages
+    # (needs Maven Central at start); provided: the cluster ships Delta (Databricks, EMR).
+    delta_jars: Literal["cache", "packages", "provided"] = "cache"
+    jars_dir: str = "~/.cache/optirag/jars"
+    scala_suffix: str = "4.1_2.13"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class DatasetConfig(_Section):
+    name: str
+    format: Literal["bookcrossing", "recbole", "amazon"]
+    # logical name -> file name (or glob for optional files) inside --raw
+    files: dict[str, str]
+    optional_files: list[str] = Field(default_factory=list)
+    rating_min: float
+    rating_max: float
+    # label = 1 iff rating >= positive_threshold
+    positive_threshold: float
+    protocol: Literal["random_target", "chronological"]
+    # samples need at least this many earlier/other interactions of the user
+    min_history: int = 0
+    # chronological only: train users also yield a sample at every earlier position
+    train_all_positions: bool = True
+    missing_title: str = "Unknown item {item_id}"
+
+
+class SplitConfig(_Section):
+    train: float = 0.8
+    valid: float = 0.1
+    test: float = 0.1
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitConfig":
+        if abs(self.train + self.valid + self.test - 1.0) > 1e-9:
+            raise ValueError("split ratios must sum to 1")
+        return self
+
+
+class IngestConfig(_Section):
+    history_max: int = 15
+    seed: int = 42
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+class QualityConfig(_Section):
+    # absolute tolerance on each split's share of users
+    split_tolerance: float = 0.02
+    reports_dir: str = "reports/checks"
+
+
+class RayConfig(_Section):
+    address: str | None = None  # None: local ray.init(); "auto" on a cluster
+    num_cpus: int | None = None
+    include_dashboard: bool = False
+
+
+class Config(_Section):
+    env: str = "local"
+    lake: str | None = None
+    dataset: DatasetConfig
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    # Sections owned by later stages; each stage validates its own with its own model.
+    retriever: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+    early_exit: dict[str, Any] = Field(default_factory=dict)
+    scoring: dict[str, Any] = Field(default_factory=dict)
+
+    def dataset_lake(self) -> str:
+        """`<lake>/<dataset>`: where every table of this dataset lives."""
+        if not self.lake:
+            raise ConfigError("no lake path: pass --lake PATH or set `lake:` in the env config")
+        return f"{self.lake.rstrip('/')}/{self.dataset.name}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML in {path}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """`a.b.c=value` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML (safe)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} is not of the form key.path=value")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    node: dict[str, Any] = {}
+    cursor = node
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor[part] = {}
+        cursor = cursor[part]
+    cursor[parts[-1]] = value
+    return node
+
+
+def available(kind: str, conf_dir: Path | None = None) -> list[str]:
+    folder = (conf_dir or CONF_DIR) / kind
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def load_config(
+    dataset: str,
+    env: str = "local",
+    model: str | None = None,
+    overrides: list[str] | None = None,
+    lake: str | None = None,
+    conf_dir: Path | None = None,
+) -> Config:
+    conf_dir = conf_dir or CONF_DIR
+    if dataset not in available("datasets", conf_dir):
+        raise ConfigError(
+            f"unknown dataset {dataset!r}; known: {', '.join(available('datasets', conf_dir))}"
+        )
+    if env not in available("env", conf_dir):
+        raise ConfigError(f"unknown env {env!r}; known: {', '.join(available('env', conf_dir))}")
+    data = _read_yaml(conf_dir / "base.yaml")
+    data = deep_merge(data, _read_yaml(conf_dir / "datasets" / f"{dataset}.yaml"))
+    data = deep_merge(data, _read_yaml(conf_dir / "env" / f"{env}.yaml"))
+    data["env"] = env
+    if model:
+        if model not in available("models", conf_dir):
+            raise ConfigError(
+                f"unknown model recipe {model!r}; known: {', '.join(available('models', conf_dir))}"
+            )
+        data = deep_merge(data, _read_yaml(conf_dir / "models" / f"{model}.yaml"))
+    for item in overrides or []:
+        data = deep_merge(data, parse_override(item))
+    if lake:
+        data["lake"] = lake
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"invalid config: {problems}") from None
+
+
+def add_common_args(parser: argparse.ArgumentParser, need_lake: bool = True) -> None:
+    """The arguments every job shares: dataset, lake, env, model recipe, overrides."""
+    parser.add_argument("--dataset", required=True, help="dataset config name (conf/datasets/)")
+    parser.add_argument("--lake", required=need_lake, help="lake root path or URI")
+    parser.add_argument("--env", default=os.environ.get("OPTIRAG_ENV", "local"))
+    parser.add_argument("--model", default=None, help="model recipe (conf/models/)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="config override, e.g. --set ingest.seed=7 (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return load_config(
+        dataset=args.dataset, env=args.env, model=getattr(args, "model", None),
+        overrides=args.overrides, lake=getattr(args, "lake", None),
+    )
