@@ -48,6 +48,7 @@ class DatasetConfig(_Section):
     # logical name -> file name (or glob for optional files) inside --raw
     files: dict[str, str]
     optional_files: list[str] = Field(default_factory=list)
+    delimiter: str = ","  # CSV formats; the original BX release uses ";"
     rating_min: float
     rating_max: float
     # label = 1 iff rating >= positive_threshold
@@ -57,6 +58,8 @@ class DatasetConfig(_Section):
     min_history: int = 0
     # chronological only: train users also yield a sample at every earlier position
     train_all_positions: bool = True
+    # chronological only: a valid/test user's last N eligible interactions are targets
+    heldout_last_n: int = Field(default=1, ge=1)
     missing_title: str = "Unknown item {item_id}"
 
 

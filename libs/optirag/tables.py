@@ -33,7 +33,7 @@ def _f(name: str, dtype: T.DataType, nullable: bool = True) -> T.StructField:
 S, L, I, D, B = T.StringType(), T.LongType(), T.IntegerType(), T.DoubleType(), T.BooleanType()
 
 HISTORY_ENTRY = T.StructType([
-    _f("item_id", S, False), _f("rating", D), _f("label", I), _f("timestamp", L),
+    _f("item_id", S), _f("rating", D), _f("label", I), _f("timestamp", L),
 ])
 
 ITEMS = Table("items", T.StructType([

@@ -1,0 +1,1 @@
+"""Airflow DAGs (orchestration work): definitions only, no heavy imports at parse time."""

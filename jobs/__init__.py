@@ -1,0 +1,1 @@
+"""Thin entry points, one per pipeline stage: `python -m jobs.<stage> --help`."""
