@@ -34,6 +34,7 @@ $(STAMP): pyproject.toml | $(PY)
 setup: $(STAMP)
 	$(PY) -c "from optirag.config import load_config; from optirag.spark import fetch_delta_jars; \
 	fetch_delta_jars(load_config('bookcrossing', env='$(ENV)').spark)"
+	$(PY) -c "from optirag.llm.loading import prepare_default; prepare_default()"
 
 test: setup
 	$(PY) -m pytest -q

@@ -33,3 +33,51 @@ def spark():
 @pytest.fixture(scope="session")
 def session_lake(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("lake"))
+
+
+# --- LLM fixtures (tests/llm, tests/early_exit): the real SmolLM2 tokenizer from the
+# prepared cache, and tiny random causal LMs over its vocabulary. Imports are lazy so the
+# Spark-only tests do not pay for torch/transformers.
+
+@pytest.fixture(scope="session")
+def model_cfg():
+    import torch
+
+    from optirag.llm.config import model_config_from_recipe
+
+    # Tiny models on a 2-core box: thread hand-offs cost more than the math
+    # (one thread runs these tests ~10-30x faster).
+    torch.set_num_threads(1)
+    return model_config_from_recipe("cpu-small")
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(model_cfg):
+    from optirag.llm.loading import prepare_model
+
+    return prepare_model(model_cfg)  # converts once (about half a minute), then cached
+
+
+@pytest.fixture(scope="session")
+def tokenizer(prepared_dir):
+    from optirag.llm.loading import load_tokenizer
+
+    return load_tokenizer(prepared_dir)
+
+
+@pytest.fixture(scope="session")
+def answer(tokenizer, model_cfg):
+    from optirag.llm.scoring import answer_tokens
+
+    return answer_tokens(tokenizer, model_cfg.answer)
+
+
+@pytest.fixture
+def tiny_model(tokenizer):
+    import torch
+
+    from optirag.llm.tiny import tiny_causal_lm
+
+    torch.manual_seed(0)
+    return tiny_causal_lm(len(tokenizer), initializer_range=0.2,
+                          pad_token_id=tokenizer.pad_token_id, seed=0)

@@ -114,7 +114,7 @@ class Config(_Section):
         return f"{self.lake.rstrip('/')}/{self.dataset.name}"
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -175,16 +175,16 @@ def load_config(
         )
     if env not in available("env", conf_dir):
         raise ConfigError(f"unknown env {env!r}; known: {', '.join(available('env', conf_dir))}")
-    data = _read_yaml(conf_dir / "base.yaml")
-    data = deep_merge(data, _read_yaml(conf_dir / "datasets" / f"{dataset}.yaml"))
-    data = deep_merge(data, _read_yaml(conf_dir / "env" / f"{env}.yaml"))
+    data = read_yaml(conf_dir / "base.yaml")
+    data = deep_merge(data, read_yaml(conf_dir / "datasets" / f"{dataset}.yaml"))
+    data = deep_merge(data, read_yaml(conf_dir / "env" / f"{env}.yaml"))
     data["env"] = env
     if model:
         if model not in available("models", conf_dir):
             raise ConfigError(
                 f"unknown model recipe {model!r}; known: {', '.join(available('models', conf_dir))}"
             )
-        data = deep_merge(data, _read_yaml(conf_dir / "models" / f"{model}.yaml"))
+        data = deep_merge(data, read_yaml(conf_dir / "models" / f"{model}.yaml"))
     for item in overrides or []:
         data = deep_merge(data, parse_override(item))
     if lake:

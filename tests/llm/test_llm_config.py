@@ -1,0 +1,34 @@
+import pytest
+from pydantic import ValidationError
+
+from optirag.config import available, load_config
+from optirag.early_exit.config import EarlyExitConfig
+from optirag.llm.config import ModelConfig
+
+
+@pytest.mark.parametrize("recipe", ["cpu-small", "gpu-7b"])
+def test_recipes_validate_through_the_platform_config(recipe):
+    assert recipe in available("models")
+    cfg = load_config("bookcrossing", model=recipe)
+    model = ModelConfig.model_validate(cfg.model)
+    early_exit = EarlyExitConfig.model_validate(cfg.early_exit)
+    assert model.answer.yes_word == "Yes" and model.answer.no_word == "No"
+    assert early_exit.exit_layers and early_exit.training.lr0 > 0
+
+
+def test_cpu_recipe_is_the_default_and_gpu_recipe_differs():
+    cpu = ModelConfig.model_validate(load_config("bookcrossing", model="cpu-small").model)
+    gpu = ModelConfig.model_validate(load_config("bookcrossing", model="gpu-7b").model)
+    assert cpu.source == ModelConfig().source and cpu.dtype == "float32" and cpu.device == "cpu"
+    assert gpu.gguf_file is None and gpu.dtype == "bfloat16" and gpu.device == "cuda"
+
+
+def test_overrides_and_unknown_keys():
+    cfg = load_config("bookcrossing", model="cpu-small",
+                      overrides=["model.tuning.rank=4", "early_exit.tau=0.1"])
+    assert ModelConfig.model_validate(cfg.model).tuning.rank == 4
+    assert EarlyExitConfig.model_validate(cfg.early_exit).tau == 0.1
+    with pytest.raises(ValidationError):
+        ModelConfig.model_validate({"tuning": {"rnak": 4}})
+    with pytest.raises(ValidationError):
+        ModelConfig.model_validate({"dtype": "float8"})

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from optirag.llm.config import ModelConfig, TuningConfig
+from optirag.llm.loading import load_model
+from optirag.llm.scoring import score_prompts
+from optirag.llm.tiny import tiny_causal_lm
+from optirag.llm.tuning import load_tuned, mean_answer_loss, save_tuned, tune_lora
+
+GOOD = ["great", "wonderful", "excellent", "lovely"]
+BAD = ["awful", "boring", "terrible", "dull"]
+TEMPLATE = "The user found the book {}. Will the user like the sequel? Answer:"
+EXAMPLES = [(TEMPLATE.format(w), 1) for w in GOOD] + [(TEMPLATE.format(w), 0) for w in BAD]
+PROMPTS = [p for p, _ in EXAMPLES]
+TOY = TuningConfig(lr=1e-2, epochs=5, batch_size=4, seed=7, progress=False)
+
+
+def _tiny_cfg(source: str, save: str) -> ModelConfig:
+    return ModelConfig(name="tiny", source=source, gguf_file=None,
+                       tuning=TOY.model_copy(update={"save": save}))
+
+
+def test_lora_reduces_the_answer_loss(tiny_model, tokenizer, answer):
+    before = mean_answer_loss(tiny_model, tokenizer, EXAMPLES, answer, batch_size=8)
+    result = tune_lora(tiny_model, tokenizer, EXAMPLES, TOY, answer)
+    after = mean_answer_loss(result.model.get_base_model(), tokenizer, EXAMPLES, answer, 8)
+    assert len(result.losses) == TOY.epochs * 2  # 8 examples / batch 4, per epoch
+    assert after < 0.5 * before
+    trainable = {n for n, p in result.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)  # the base stays frozen
+
+
+def test_tuning_is_deterministic_on_cpu(tokenizer, answer):
+    runs = []
+    for _ in range(2):
+        model = tiny_causal_lm(len(tokenizer), initializer_range=0.2,
+                               pad_token_id=tokenizer.pad_token_id, seed=0)
+        tuning = TOY.model_copy(update={"epochs": 2})
+        runs.append(tune_lora(model, tokenizer, EXAMPLES, tuning, answer).losses)
+    assert runs[0] == runs[1]
+
+
+def test_merged_checkpoint_round_trip_gives_identical_scores(tmp_path, tiny_model, tokenizer,
+                                                             answer):
+    cfg = _tiny_cfg(str(tmp_path / "unused"), "merged")
+    result = tune_lora(tiny_model, tokenizer, EXAMPLES, cfg.tuning, answer)
+    unmerged = score_prompts(result.model.get_base_model(), tokenizer, PROMPTS, 4, answer)
+    merged, meta = save_tuned(result, tokenizer, tmp_path / "tuned", cfg, answer,
+                              data_version="samples@v3")
+    in_memory = score_prompts(merged, tokenizer, PROMPTS, 4, answer)
+
+    loaded, tok, loaded_meta = load_tuned(tmp_path / "tuned", cfg)
+    reloaded = score_prompts(loaded, tok, PROMPTS, 4, answer)
+    assert (reloaded == in_memory).all()                       # bit-identical weights
+    assert reloaded == pytest.approx(unmerged, abs=1e-5)       # merging = LoRA forward
+    assert loaded_meta == meta == json.loads((tmp_path / "tuned" / "meta.json").read_text())
+    assert meta["data_version"] == "samples@v3" and meta["format"] == "merged"
+    assert meta["model_version"].startswith("tiny-lora-")
+    assert meta["base_model"]["name"] == "tiny"
+    assert meta["answer"]["yes_id"] == answer.yes_id
+    assert list((tmp_path / "tuned").glob("*.safetensors"))
+    assert not any(p.name.startswith(".tuned") for p in tmp_path.iterdir())  # no temp left
+
+
+def test_adapter_checkpoint_round_trip(tmp_path, tiny_model, tokenizer, answer):
+    base_dir = tmp_path / "base"
+    tiny_model.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    cfg = _tiny_cfg(str(base_dir), "adapter")
+    result = tune_lora(tiny_model, tokenizer, EXAMPLES, cfg.tuning, answer)
+    tuned = score_prompts(result.model.get_base_model(), tokenizer, PROMPTS, 4, answer)
+    _, meta = save_tuned(result, tokenizer, tmp_path / "tuned", cfg, answer, "samples@v3")
+    assert (tmp_path / "tuned" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "tuned" / "model.safetensors").exists()
+
+    loaded, tok, _ = load_tuned(tmp_path / "tuned", cfg)
+    assert not any("lora_" in name for name, _ in loaded.named_parameters())  # merged
+    assert score_prompts(loaded, tok, PROMPTS, 4, answer) == pytest.approx(tuned, abs=1e-5)
+    base = score_prompts(load_model(cfg)[0], tok, PROMPTS, 4, answer)
+    assert abs(base - tuned).max() > 1e-3  # the adapter really changed the scores
+
+    other = cfg.model_copy(update={"name": "other"})
+    with pytest.raises(ValueError, match="tuned on 'tiny'"):
+        load_tuned(tmp_path / "tuned", other)
+
+
+def test_tuning_rejects_empty_input(tiny_model, tokenizer, answer):
+    with pytest.raises(ValueError, match="no tuning examples"):
+        tune_lora(tiny_model, tokenizer, [], TOY, answer)
