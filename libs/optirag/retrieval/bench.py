@@ -1,0 +1,200 @@
+"""Benchmarks for ``make bench-retrieval``: search scaling and training time.
+
+Search scaling. :func:`bench_search_scaling` runs :func:`bench_search` for 10k, 100k
+and 1M users, each in a fresh Python subprocess so that its peak RSS (``VmHWM``, see
+:func:`_peak_rss_mb`) belongs to that size alone. Each
+result reports the RSS right before the search (interpreter + embeddings) and the
+peak, whose difference is the search's working memory: it follows
+``4 * search_block_size * candidate_block_size`` bytes (the float32 similarity block;
+up to 5x on rows redone in float64) plus the normalised candidate copy ``4 * N * d``,
+not ``N^2``.
+
+Queries. The job queries the *sample* users (BookCrossing: ~18k) against all warm
+users, so the benchmark queries ``min(N, n_queries)`` users (default 10k) against all N
+candidates. An all-pairs search over 1M users is 10^12 similarities, about
+``N / n_queries`` = 100 times the 1M row here: hours on 2 cores, which is why it is
+not the default (pass ``n_queries=None`` to run it anyway).
+
+Training. :func:`bench_training` trains the default config on a synthetic graph of
+the BookCrossing-like size (17k users, 26k items, 170k edges; power-law degrees).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from optirag.retrieval.config import RetrieverConfig
+from optirag.retrieval.lightgcn import torch_threads, train_lightgcn
+from optirag.retrieval.topk import cosine_topk
+
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process image.
+
+    Linux ``VmHWM`` (high-water mark of the current address space) where available:
+    ``ru_maxrss`` survives ``exec`` and so reports the *parent's* RSS at fork time for a
+    subprocess started from a big process (e.g. pytest with torch loaded).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def bench_search(
+    n_users: int,
+    dim: int = 64,
+    n_queries: int | None = 10_000,
+    k: int = 4,
+    block_size: int = 1024,
+    candidate_block_size: int = 4096,
+    threads: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Exact top-k of ``min(n_users, n_queries)`` random users against all ``n_users``.
+
+    Runs in this process; :func:`bench_search_subprocess` isolates the peak RSS.
+    """
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((n_users, dim), dtype=np.float32)
+    nq = n_users if n_queries is None else min(n_users, n_queries)
+    queries = np.sort(rng.choice(n_users, size=nq, replace=False)) if nq < n_users else np.arange(n_users)
+    with torch_threads(threads):
+        # warm-up on tiny integer data (both the float32 and the exact float64 path): the
+        # first calls page in torch/BLAS code and thread pools, which RSS would otherwise
+        # count as search memory
+        cosine_topk(rng.integers(-1, 2, size=(300, dim)).astype(np.float32), k, None, None, 64, 128)
+    rss_before = _rss_mb()
+    t0 = time.perf_counter()
+    with torch_threads(threads):
+        neigh, sim, _ = cosine_topk(emb, k, queries, None, block_size, candidate_block_size)
+    secs = time.perf_counter() - t0
+    assert (neigh >= 0).all() and (neigh != queries[:, None]).all()
+    return {
+        "n_users": n_users, "n_queries": int(nq), "dim": dim, "k": k,
+        "block_size": block_size, "candidate_block_size": candidate_block_size,
+        "threads": threads, "seconds": round(secs, 3),
+        "queries_per_s": round(nq / secs, 1),
+        "pairs_per_s": round(nq * n_users / secs, 1),
+        "rss_before_search_mb": round(rss_before, 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "search_working_mb": round(_peak_rss_mb() - rss_before, 1),
+        # float32 similarity block; up to 5x that on rows redone in float64 (topk.py)
+        "block_mb": round(4 * min(block_size, nq) * min(candidate_block_size, n_users) / 2**20, 1),
+        "block_mb_worst": round(20 * min(block_size, nq) * min(candidate_block_size, n_users) / 2**20, 1),
+        "candidate_copy_mb": round(4 * n_users * dim / 2**20, 1),
+    }
+
+
+def bench_search_subprocess(timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    """:func:`bench_search` in a fresh interpreter (own peak RSS); same keyword args."""
+    code = (
+        "import json, sys; from optirag.retrieval.bench import bench_search; "
+        "print(json.dumps(bench_search(**json.loads(sys.argv[1]))))"
+    )
+    # a fixed mmap threshold: glibc otherwise raises it after the first large frees and
+    # keeps later ~MB blocks in the heap, so peak RSS would show fragmentation, not the
+    # search's live memory
+    env = {"MALLOC_MMAP_THRESHOLD_": "1048576", **os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench_search{kwargs} failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_search_scaling(
+    sizes: tuple[int, ...] = DEFAULT_SIZES,
+    dim: int = 64,
+    n_queries: int | None = 10_000,
+    block_size: int = 1024,
+    candidate_block_size: int = 4096,
+    threads: int | None = None,
+    timeout: float | None = None,
+) -> list[dict[str, Any]]:
+    """One subprocess per size; a list of :func:`bench_search` dicts."""
+    return [bench_search_subprocess(timeout=timeout, n_users=n, dim=dim, n_queries=n_queries,
+                                    block_size=block_size, candidate_block_size=candidate_block_size,
+                                    threads=threads)
+            for n in sizes]
+
+
+def synthetic_graph(n_users: int = 17_000, n_items: int = 26_000, n_edges: int = 170_000,
+                    n_communities: int = 20, p_in: float = 0.8, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A user-item graph with power-law activity and community structure.
+
+    User activity and item popularity are Zipf-like; a user's edge goes to an item of
+    its own community with probability ``p_in``, else to any item. Returns exactly
+    ``n_edges`` distinct edges as (user_idx, item_idx, user_community, item_community).
+    """
+    rng = np.random.default_rng(seed)
+    uc = rng.integers(0, n_communities, n_users)
+    ic = rng.integers(0, n_communities, n_items)
+    user_p = 1.0 / np.arange(1, n_users + 1) ** 0.8
+    item_w = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    by_comm = [np.nonzero(ic == c)[0] for c in range(n_communities)]
+    comm_p = [item_w[pool] / item_w[pool].sum() for pool in by_comm]
+    keys = np.zeros(0, dtype=np.int64)
+    # popular pairs repeat: draw in rounds until n_edges distinct (user, item) pairs exist
+    while keys.size < n_edges:
+        m = int((n_edges - keys.size) * 1.3) + 16
+        users = rng.choice(n_users, size=m, p=user_p / user_p.sum())
+        items = rng.choice(n_items, size=m, p=item_w / item_w.sum())
+        inside = rng.random(m) < p_in
+        for c in range(n_communities):
+            sel = np.nonzero(inside & (uc[users] == c))[0]
+            items[sel] = rng.choice(by_comm[c], size=sel.size, p=comm_p[c])
+        keys = np.unique(np.concatenate([keys, users.astype(np.int64) * n_items + items]))
+    keys = np.sort(rng.choice(keys, size=n_edges, replace=False))
+    return keys // n_items, keys % n_items, uc, ic
+
+
+def bench_training(n_users: int = 17_000, n_items: int = 26_000, n_edges: int = 170_000,
+                   cfg: RetrieverConfig | None = None, seed: int = 0) -> dict[str, Any]:
+    """Train ``cfg`` (default config, torch threads = all cores) on :func:`synthetic_graph`."""
+    cfg = cfg or RetrieverConfig(torch_threads=os.cpu_count())
+    u, i, uc, _ = synthetic_graph(n_users, n_items, n_edges, seed=seed)
+    epoch_secs: list[float] = []
+    res = train_lightgcn(u, i, n_users, n_items, cfg, on_epoch=lambda e, l, s: epoch_secs.append(s))
+    from optirag.retrieval.embeddings import embedding_for
+
+    emb = embedding_for(cfg, res.user_layers)
+    warm = res.user_degree > 0
+    t0 = time.perf_counter()
+    neigh, _, cold = cosine_topk(emb, cfg.k, None, warm, cfg.search_block_size, cfg.candidate_block_size)
+    search_secs = time.perf_counter() - t0
+    ok = ~cold
+    same = float((uc[neigh[ok]] == uc[np.nonzero(ok)[0]][:, None]).mean())
+    return {
+        "n_users": n_users, "n_items": n_items, "n_edges": int(res.n_edges),
+        "epochs": cfg.epochs, "batch_size": cfg.batch_size, "threads": cfg.torch_threads,
+        "train_seconds": round(res.seconds, 2),
+        "mean_epoch_seconds": round(float(np.mean(epoch_secs)), 3) if epoch_secs else None,
+        "first_loss": res.losses[0] if res.losses else None,
+        "final_loss": res.losses[-1] if res.losses else None,
+        "all_pairs_search_seconds": round(search_secs, 2),
+        "neighbour_same_community": round(same, 4),
+        # share a random pair of users would have in common: sum_c (n_c / N)^2
+        "community_chance": round(float(np.sum((np.bincount(uc) / n_users) ** 2)), 4),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
