@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,6 +39,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from optirag.artifacts import atomic_folder
 from optirag.retrieval.config import RetrieverConfig
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -96,16 +95,14 @@ def _tensor(a: np.ndarray, dtype: type) -> torch.Tensor:
 
 
 def save_model(model: RetrieverModel, folder: str | os.PathLike) -> Path:
-    """Write the model folder atomically (temp folder + rename); return its path."""
+    """Write the model folder atomically; return its path."""
     folder = Path(folder)
     n_users = model.user_embedding.shape[0]
     if len(model.user_ids) != n_users or model.user_degree.shape[0] != n_users:
         raise ValueError("user_ids / user_degree / user_embedding disagree on the user count")
     if len(model.item_ids) != model.item_layers.shape[1]:
         raise ValueError("item_ids and item_layers disagree on the item count")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:  # readers never see a half-written model
         tensors = {
             "user_layers": _tensor(model.user_layers, np.float32),
             "item_layers": _tensor(model.item_layers, np.float32),
@@ -130,18 +127,6 @@ def save_model(model: RetrieverModel, folder: str | os.PathLike) -> Path:
         }
         with open(tmp / META_FILE, "w", encoding="utf-8") as f:
             json.dump(meta, f)
-        if folder.exists():
-            # replace an earlier write of the same version: move it aside first so the
-            # rename below is a single step, then drop it
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, old / "m")
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
