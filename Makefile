@@ -8,18 +8,30 @@ LAKE ?= $(CURDIR)/lake
 DATA ?= $(abspath $(CURDIR)/../shared/data)
 ENV ?= local
 STAMP := $(VENV)/.optirag-installed
+# Airflow lives in its own venv (its pins clash with the job venv's); tasks run the jobs
+# with $(PY). AIRFLOW_HOME (SQLite metadata, logs) is a gitignored folder in the repo.
+AIRFLOW_VERSION := 3.3.2
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_PY := $(AIRFLOW_VENV)/bin/python
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-$(AIRFLOW_VERSION)
+AIRFLOW_HOME ?= $(CURDIR)/.airflow
+AIRFLOW_ENV := AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/airflow_dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False OPTIRAG_REPO=$(CURDIR) OPTIRAG_JOB_PYTHON=$(abspath $(PY))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test ingest check demo clean-lake help
+.PHONY: setup test ingest check demo bench bench-retrieval bench-early-exit bench-scoring report airflow airflow-setup clean-lake help
 
 help:
 	@echo "make setup   - create $(VENV), install pinned deps, fetch the Delta jars (idempotent)"
 	@echo "make test    - run the whole test suite (fails if no test ran)"
 	@echo "make ingest  - ingest the three shared datasets into LAKE=$(LAKE)"
 	@echo "make check   - run the data-quality suites on LAKE"
-	@echo "make demo    - the end-to-end run on the shared BookCrossing data (for now: ingest + checks)"
+	@echo "make airflow - Airflow standalone on http://localhost:8080 with the DAGs in airflow_dags/"
+	@echo "make demo    - the nightly pipeline end to end on the shared BookCrossing data"
+	@echo "make bench   - benchmarks -> reports/bench/*.json"
+	@echo "make report  - the paper's tables on our data -> reports/REPORT.md"
 
 $(PY):
 	$(PYTHON_BOOT) -m venv $(VENV)
@@ -34,9 +46,10 @@ $(STAMP): pyproject.toml | $(PY)
 setup: $(STAMP)
 	$(PY) -c "from optirag.config import load_config; from optirag.spark import fetch_delta_jars; \
 	fetch_delta_jars(load_config('bookcrossing', env='$(ENV)').spark)"
-	$(PY) -c "from optirag.llm.loading import prepare_default; prepare_default()"
+	$(PY) -c "from optirag.llm.loading import prepare_default; prepare_default(); prepare_default('tiny')"
 
-test: setup
+# tests/orchestration runs the DAGs under real Airflow (its venv, see airflow-setup).
+test: setup $(AIRFLOW_STAMP)
 	$(PY) -m pytest -q
 
 ingest: setup
@@ -49,9 +62,39 @@ check: setup
 	$(PY) -m jobs.check --dataset movielens100k --lake $(LAKE)
 	$(PY) -m jobs.check --dataset amazon --lake $(LAKE)
 
+# The nightly pipeline end to end on the shared BookCrossing data (demo sizes, < 20 min).
+DEMO_DATE ?= $(shell date -u +%F)
 demo: setup
-	$(PY) -m jobs.ingest --dataset bookcrossing --raw $(DATA)/bookcrossing --lake $(LAKE)
-	$(PY) -m jobs.check --dataset bookcrossing --lake $(LAKE)
+	$(PY) -m jobs.demo --dataset bookcrossing --raw $(DATA)/bookcrossing --lake $(LAKE) \
+		--env demo --date $(DEMO_DATE)
+
+# Benchmarks print numbers and write JSON under reports/bench/ (never timed assertions in tests).
+bench: bench-retrieval bench-early-exit bench-scoring
+
+bench-retrieval: setup
+	$(PY) -m jobs.bench_retrieval --dataset bookcrossing --lake $(LAKE)
+
+bench-early-exit: setup
+	$(PY) -m jobs.bench_early_exit --lake $(LAKE) --datasets bookcrossing,movielens100k
+
+bench-scoring: setup
+	$(PY) -m jobs.bench_scoring --dataset bookcrossing --lake $(LAKE)
+
+report: setup
+	$(PY) -m jobs.report --lake $(LAKE) --data $(DATA)
+
+$(AIRFLOW_STAMP):
+	test -x $(AIRFLOW_PY) || $(PYTHON_BOOT) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_PY) -m pip install --quiet --upgrade pip
+	$(AIRFLOW_PY) -m pip install --quiet apache-airflow==$(AIRFLOW_VERSION)
+	touch $(AIRFLOW_STAMP)
+
+airflow-setup: $(AIRFLOW_STAMP)
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow db migrate
+
+# For a person to click through: http://localhost:8080 (the admin password is printed).
+airflow: setup airflow-setup
+	PATH=$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH $(AIRFLOW_ENV) airflow standalone
 
 clean-lake:
 	rm -rf $(LAKE)

@@ -81,3 +81,58 @@ def tiny_model(tokenizer):
     torch.manual_seed(0)
     return tiny_causal_lm(len(tokenizer), initializer_range=0.2,
                           pad_token_id=tokenizer.pad_token_id, seed=0)
+
+
+# --- A small real lake: a slice of the shared BookCrossing files, ingested for real, with
+# GCN neighbours. For the scoring/orchestration tests, where the data size is not the point.
+SMALL_BX_USERS = 60
+
+
+def write_bookcrossing_slice(shared: Path, out: Path, n_users: int = SMALL_BX_USERS) -> Path:
+    """The ratings of the first `n_users` users with >= 3 ratings (file order), and all books."""
+    import csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    src = shared / "bookcrossing"
+    with open(src / "BX_Book_Ratings.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    counts: dict[str, int] = {}
+    for r in body:
+        counts[r[0]] = counts.get(r[0], 0) + 1
+    keep: list[str] = []
+    for r in body:
+        if counts[r[0]] >= 3 and r[0] not in keep:
+            keep.append(r[0])
+        if len(keep) == n_users:
+            break
+    chosen = set(keep)
+    with open(out / "BX_Book_Ratings.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(r for r in body if r[0] in chosen)
+    (out / "BX_Books.csv").write_bytes((src / "BX_Books.csv").read_bytes())
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_lake(spark, shared_data, tmp_path_factory) -> str:
+    """Lake root with `bookcrossing` ingested from a 60-user slice + gcn neighbours."""
+    from optirag.config import load_config
+    from optirag.ingest.pipeline import run_ingest
+    from optirag.retrieval.pipeline import run_retriever
+    from optirag.tables import NEIGHBOURS, read_table, write_table
+
+    root = tmp_path_factory.mktemp("small")
+    raw = write_bookcrossing_slice(shared_data, root / "raw")
+    lake = str(root / "lake")
+    cfg = load_config("bookcrossing", lake=lake, overrides=["retriever.epochs=2"])
+    summary = run_ingest(spark, cfg, str(raw))
+    dl = cfg.dataset_lake()
+    users = [r.user_id for r in read_table(spark, "samples", dl).select("user_id").distinct().collect()]
+    neighbours, _ = run_retriever(
+        read_table(spark, "edges", dl).toPandas(), read_table(spark, "user_index", dl).toPandas(),
+        users, cfg, None, data_version=summary["data_version"], models_dir=str(root / "models"))
+    write_table(spark.createDataFrame(neighbours, schema=NEIGHBOURS.schema), NEIGHBOURS, dl,
+                replace_where="retriever = 'gcn'")
+    return lake

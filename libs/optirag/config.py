@@ -96,6 +96,8 @@ class RayConfig(_Section):
 class Config(_Section):
     env: str = "local"
     lake: str | None = None
+    # Model versions (retriever, scorer, exit heads); None: `<lake>/<dataset>/_models`.
+    models_dir: str | None = None
     dataset: DatasetConfig
     spark: SparkConfig = Field(default_factory=SparkConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
@@ -106,12 +108,33 @@ class Config(_Section):
     model: dict[str, Any] = Field(default_factory=dict)
     early_exit: dict[str, Any] = Field(default_factory=dict)
     scoring: dict[str, Any] = Field(default_factory=dict)
+    prompts: dict[str, Any] = Field(default_factory=dict)
+    candidates: dict[str, Any] = Field(default_factory=dict)
+    evaluation: dict[str, Any] = Field(default_factory=dict)
+    baselines: dict[str, Any] = Field(default_factory=dict)
+    orchestration: dict[str, Any] = Field(default_factory=dict)
 
     def dataset_lake(self) -> str:
         """`<lake>/<dataset>`: where every table of this dataset lives."""
         if not self.lake:
             raise ConfigError("no lake path: pass --lake PATH or set `lake:` in the env config")
         return f"{self.lake.rstrip('/')}/{self.dataset.name}"
+
+    def model_store(self) -> Path:
+        """Root of this dataset's model versions (see optirag.registry)."""
+        root = self.models_dir or f"{self.dataset_lake()}/_models"
+        return Path(os.path.expandvars(os.path.expanduser(root)))
+
+
+def section(model: type[BaseModel], data: Any, name: str) -> Any:
+    """Validate one stage-owned dict section (`Config.<name>`) with its owner's pydantic
+    model; problems become one ConfigError line naming the keys."""
+    try:
+        return model.model_validate(data or {})
+    except ValidationError as e:
+        problems = "; ".join(f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                             for err in e.errors())
+        raise ConfigError(f"invalid config: {problems}") from None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -203,7 +226,8 @@ def add_common_args(parser: argparse.ArgumentParser, need_lake: bool = True) -> 
     parser.add_argument("--dataset", required=True, help="dataset config name (conf/datasets/)")
     parser.add_argument("--lake", required=need_lake, help="lake root path or URI")
     parser.add_argument("--env", default=os.environ.get("OPTIRAG_ENV", "local"))
-    parser.add_argument("--model", default=None, help="model recipe (conf/models/)")
+    parser.add_argument("--model", default=os.environ.get("OPTIRAG_MODEL", "cpu-small"),
+                        help="model recipe (conf/models/); default cpu-small")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="config override, e.g. --set ingest.seed=7 (repeatable)",

@@ -81,8 +81,47 @@ NEIGHBOURS = Table("neighbours", T.StructType([
     _f("neighbour_user_id", S), _f("rank", I), _f("similarity", D), _f("is_cold", B, False),
 ]), "top-k similar users per sample user; a cold user has one row with no neighbour", ("retriever",))
 
+PROMPTS = Table("prompts", T.StructType([
+    _f("variant", S, False), _f("sample_id", S, False), _f("user_id", S, False),
+    _f("item_id", S, False), _f("label", I, False), _f("split", S, False),
+    _f("retriever_version", S), _f("n_neighbours", I, False), _f("n_history", I, False),
+    _f("text", S, False), _f("n_tokens", I, False),
+]), "one scorer prompt per (variant, sample); variant = none | llm | gcn (which neighbours fed it)",
+    ("variant",))
+
+EVAL_SCORES = Table("eval_scores", T.StructType([
+    _f("run_id", S, False), _f("variant", S, False), _f("model_version", S, False),
+    _f("sample_id", S, False), _f("user_id", S, False), _f("item_id", S, False),
+    _f("split", S, False), _f("label", I, False), _f("score", D, False), _f("exit_layer", I),
+    _f("scored_at", T.TimestampType(), False),
+]), "scores of the valid/test samples per evaluated model (run_id = variant/model/exit setting)",
+    ("run_id",))
+
+CANDIDATES = Table("candidates", T.StructType([
+    _f("score_date", S, False), _f("user_id", S, False), _f("item_id", S, False),
+    _f("source", S, False), _f("sample_id", S), _f("label", I),
+]), "items to score per user and date; source = neighbour | popular | eval (a valid/test sample)",
+    ("score_date",))
+
+SCORES = Table("scores", T.StructType([
+    _f("score_date", S, False), _f("user_id", S, False), _f("item_id", S, False),
+    _f("score", D, False), _f("exit_layer", I, False), _f("model_version", S, False),
+    _f("retriever_version", S), _f("source", S, False), _f("sample_id", S), _f("label", I),
+    _f("scored_at", T.TimestampType(), False),
+]), "nightly CTR scores; one partition per score_date, replaced whole by a re-run", ("score_date",))
+
+SCORE_REJECTS = Table("score_rejects", T.StructType([
+    _f("score_date", S, False), _f("user_id", S), _f("item_id", S), _f("reason", S, False),
+]), "candidate rows that could not be scored (unknown user or item), per date", ("score_date",))
+
+PUBLISHED = Table("published", T.StructType([
+    _f("score_date", S, False), _f("model_version", S, False), _f("rows", L, False),
+    _f("published_at", T.TimestampType(), False),
+]), "score dates that passed the score-quality gate; analysts read the scores of these dates")
+
 TABLES: dict[str, Table] = {t.name: t for t in (
     ITEMS, INTERACTIONS, SAMPLES, EDGES, USER_INDEX, ITEM_INDEX, QUARANTINE, MANIFEST, NEIGHBOURS,
+    PROMPTS, EVAL_SCORES, CANDIDATES, SCORES, SCORE_REJECTS, PUBLISHED,
 )}
 INGEST_TABLES = ("items", "interactions", "samples", "edges", "user_index", "item_index",
                  "quarantine", "manifest")

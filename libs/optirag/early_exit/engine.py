@@ -18,11 +18,11 @@ token index, the rule's P(Yes) history, the original row ids (and the KV cache, 
 Then trailing columns that no remaining row needs are cut: in a causal model a row's last
 token never reads a later column, so only columns 0..max(last) matter.
 
-KV prefix (for a later "shared user prefix" feature). `past_key_values` may hold an already
-computed, unpadded prefix of P tokens for every row (e.g. one prefix forward, then
-`cache.batch_repeat_interleave(B)`); `attention_mask` then covers prefix + new tokens, as in
-HF, and positions continue at P. The cache is consumed: extended layer by layer and
-row-selected in place.
+KV prefix (the scorer's shared user prefix, optirag.scoring.prefix). `past_key_values` may
+hold an already computed prefix of P columns for every row (right-padded when rows have
+prefixes of different lengths); `attention_mask` then covers prefix + new tokens, as in HF,
+and each row's positions continue after its own real prefix tokens. The cache is consumed:
+extended layer by layer and row-selected in place.
 """
 from __future__ import annotations
 
@@ -107,7 +107,9 @@ def early_exit_forward(
 
     # --- embed, positions, masks and rotary tables, once for the whole batch -----------------
     hidden = decoder.embed_tokens(input_ids)
-    position_ids = position_ids_from_mask(new_mask, offset=prefix)
+    # Positions count real tokens over prefix + new columns, so a row whose cached prefix
+    # is right-padded (prefixes of different users share one cache) continues at its own length.
+    position_ids = position_ids_from_mask(attention_mask)[:, prefix:]
     masks = {
         kind: MASK_BUILDERS[kind](
             config=config, inputs_embeds=hidden, attention_mask=attention_mask,

@@ -130,8 +130,10 @@ class ExitHeads(nn.Module):
         return self.heads[str(layer)]
 
 
-def save_exit_heads(heads: ExitHeads, out_dir: str | Path, model_version: str) -> dict:
-    """heads.safetensors (trainable heads only) + meta.json, replacing `out_dir` atomically."""
+def save_exit_heads(heads: ExitHeads, out_dir: str | Path, model_version: str,
+                    extra: dict | None = None) -> dict:
+    """heads.safetensors (trainable heads only) + meta.json, replacing `out_dir` atomically.
+    `extra` (data version, training figures, created_at...) is stored in the meta too."""
     out_dir = Path(out_dir)
     tensors = {f"layer_{layer}.{name}": t.detach().contiguous().cpu()
                for layer in heads.trainable_layers
@@ -142,6 +144,7 @@ def save_exit_heads(heads: ExitHeads, out_dir: str | Path, model_version: str) -
         "num_layers": heads.num_layers,
         "head_type": heads.head_type,
         "answer": {"yes_id": heads.answer.yes_id, "no_id": heads.answer.no_id},
+        **(extra or {}),
     }
     with atomic_folder(out_dir) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"model_version": model_version})

@@ -99,8 +99,35 @@ def _is_prepared(out_dir: Path, marker: dict) -> bool:
     return path.is_file() and json.loads(path.read_text()) == marker
 
 
+TINY_SOURCE_PREFIX = "tiny:"
+
+
+def _prepare_tiny(model_cfg: ModelConfig) -> Path:
+    """`source: tiny:<recipe>`: a tiny random Llama over <recipe>'s real tokenizer, saved
+    once (seeded, so every machine builds the same weights). For CI and DAG tests where the
+    scorer's quality is not the point; never for reported numbers."""
+    from optirag.llm.tiny import tiny_causal_lm
+
+    base = model_config_from_recipe(model_cfg.source[len(TINY_SOURCE_PREFIX):])
+    if base.source.startswith(TINY_SOURCE_PREFIX):
+        raise ValueError(f"model source {model_cfg.source!r}: the base recipe is tiny too")
+    out_dir = model_cfg.conversion_dir()
+    marker = {"source": model_cfg.source, "base": base.name, "seed": 0, "kind": "tiny-llama"}
+    if not _is_prepared(out_dir, marker):
+        tokenizer = load_tokenizer(prepare_model(base))
+        model = tiny_causal_lm(len(tokenizer), initializer_range=0.2,
+                               pad_token_id=tokenizer.pad_token_id)
+        with atomic_folder(out_dir) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    return out_dir
+
+
 def prepare_model(model_cfg: ModelConfig) -> Path:
     """A local HF folder for `model_cfg`, converting a GGUF source once (idempotent)."""
+    if model_cfg.source.startswith(TINY_SOURCE_PREFIX):
+        return _prepare_tiny(model_cfg)
     src = source_dir(model_cfg)
     if not model_cfg.gguf_file:
         if not (src / "config.json").is_file():

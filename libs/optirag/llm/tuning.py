@@ -154,6 +154,7 @@ def save_tuned(
     answer: AnswerTokens,
     data_version: str,
     model_version: str | None = None,
+    extra_meta: dict | None = None,
 ) -> tuple[PreTrainedModel, dict]:
     """Write the tuned model to `out_dir` (replaced atomically); returns (scoring model, meta).
 
@@ -185,6 +186,7 @@ def save_tuned(
             "versions": {"transformers": transformers.__version__, "peft": peft.__version__,
                          "torch": torch.__version__},
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **(extra_meta or {}),  # e.g. the prompts config and retriever version it was tuned on
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return model, meta

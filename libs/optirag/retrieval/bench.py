@@ -198,3 +198,186 @@ def bench_training(n_users: int = 17_000, n_items: int = 26_000, n_edges: int = 
         "community_chance": round(float(np.sum((np.bincount(uc) / n_users) ** 2)), 4),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
     }
+
+
+# -- GCN retriever vs LLM retriever on one dataset (the paper's Q2 speed question) ------------
+
+def bench_retrievers(spark: Any, cfg: Any, n_users: int = 500, threads: int = 1,
+                     seed: int = 0, echo: Any = print) -> dict[str, Any]:
+    """GCN vs LLM retriever in one process, on the same users and the same k.
+
+    Users: ``n_users`` seeded random sample users with training edges. Each retriever
+    embeds them and finds every one's k nearest among *those users* (same candidate pool
+    on both sides). GCN time = LightGCN training on the whole graph (it cannot train on
+    fewer users) + layer averaging + search; LLM time = prompting and embedding the users
+    + the same search (model load reported apart). Both run in this process with
+    ``threads`` torch threads. The LLM cost grows linearly with users while GCN training
+    does not, so the LLM time for every warm user is also extrapolated (labelled as such).
+    Also measured: the job's real search (all sample users against all warm users).
+    """
+    from optirag.config import ConfigError
+    from optirag.llm.config import ModelConfig
+    from optirag.llm.loading import load_model
+    from optirag.retrieval.config import retriever_config
+    from optirag.retrieval.embeddings import embedding_for
+    from optirag.retrieval.job import load_inputs, user_histories
+    from optirag.retrieval.llm_retriever import embed_histories
+    from optirag.retrieval.pipeline import sample_user_index, training_edges
+
+    rcfg = retriever_config(cfg).model_copy(update={"torch_threads": threads})
+    k = rcfg.k
+    t = time.perf_counter()
+    inp = load_inputs(spark, cfg)
+    read_s = time.perf_counter() - t
+    n_all, n_items = len(inp.user_index), len(inp.item_index)
+    u, i = training_edges(inp.edges, rcfg)
+    degree = np.bincount(u, minlength=n_all)
+    q_ids, q_idx = sample_user_index(inp.sample_users, inp.user_index, "cold")
+    warm_samples = np.array([j for j in q_idx if j >= 0 and degree[j] > 0], dtype=np.int64)
+    if warm_samples.size < 2:
+        raise ConfigError("fewer than 2 warm sample users: is the lake ingested?")
+    rng = np.random.default_rng(seed)
+    users = np.sort(rng.choice(warm_samples, size=min(n_users, warm_samples.size), replace=False))
+    pool = np.zeros(n_all, dtype=bool)
+    pool[users] = True
+    echo(f"{len(users)} benchmark users (of {warm_samples.size} warm sample users), k={k}, "
+         f"{threads} torch thread(s)")
+
+    # GCN: train, embed, search
+    epoch_s: list[float] = []
+    res = train_lightgcn(u, i, n_all, n_items, rcfg, on_epoch=lambda e, l, s: (
+        epoch_s.append(s), echo(f"gcn epoch {e}/{rcfg.epochs} loss {l:.5f} ({s:.1f}s)")))
+    t = time.perf_counter()
+    with torch_threads(threads):
+        emb = embedding_for(rcfg, res.user_layers)
+        g_neigh, _, _ = cosine_topk(emb, k, users, pool, rcfg.search_block_size, rcfg.candidate_block_size)
+    gcn_search_s = time.perf_counter() - t
+    echo(f"gcn: trained in {res.seconds:.1f}s, searched in {gcn_search_s:.2f}s")
+
+    # the job's search: every sample user against every warm user
+    warm = degree > 0
+    known = warm_samples  # cold sample users are flagged, not searched
+    t = time.perf_counter()
+    with torch_threads(threads):
+        cosine_topk(emb, k, known, warm, rcfg.search_block_size, rcfg.candidate_block_size)
+    job_search_s = time.perf_counter() - t
+
+    # LLM: histories -> prompts -> mean-pooled hidden states -> the same search
+    lc = rcfg.llm
+    ids = inp.user_index.set_index("user_idx")["user_id"].astype(str)
+    names = [ids[j] for j in users]
+    hist = user_histories(spark, cfg, lc.max_items, names)
+    mcfg = ModelConfig.model_validate(cfg.model)
+    t = time.perf_counter()
+    with torch_threads(threads):
+        model, tok = load_model(mcfg)
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    with torch_threads(threads):
+        _, l_warm, l_emb = embed_histories(
+            {n: hist.get(n, []) for n in names}, model, tok, lc.max_items, lc.batch_size, lc.max_length,
+            progress=lambda d, n: echo(f"llm batches {d}/{n}") if d % 10 == 0 or d == n else None)
+        embed_s = time.perf_counter() - t
+        t = time.perf_counter()
+        l_neigh, _, _ = cosine_topk(l_emb, k, None, l_warm, rcfg.search_block_size, rcfg.candidate_block_size)
+        llm_search_s = time.perf_counter() - t
+    llm_s = embed_s + llm_search_s
+    echo(f"llm: embedded {len(names)} users in {embed_s:.1f}s, searched in {llm_search_s:.3f}s")
+
+    # how much the two retrievers agree (both index the benchmark users' positions)
+    pos = np.full(n_all, -1, dtype=np.int64)
+    pos[users] = np.arange(users.size)
+    g_sets = [set(pos[r[r >= 0]].tolist()) for r in g_neigh]
+    overlap = float(np.mean([len(a & set(b[b >= 0].tolist())) / k for a, b in zip(g_sets, l_neigh)]))
+    gcn_s = res.seconds + gcn_search_s
+    llm_per_user = embed_s / len(names)
+    return {
+        "dataset": cfg.dataset.name, "users": int(len(users)), "k": k, "threads": threads,
+        "gcn_seconds": round(gcn_s, 3),
+        "gcn_seconds_excluding_training": round(gcn_search_s, 3),
+        "gcn_train_seconds": round(res.seconds, 3),
+        "gcn_epochs": rcfg.epochs,
+        "gcn_mean_epoch_seconds": round(float(np.mean(epoch_s)), 3) if epoch_s else None,
+        "llm_seconds": round(llm_s, 3),
+        "llm_embed_seconds": round(embed_s, 3), "llm_search_seconds": round(llm_search_s, 4),
+        "llm_model_load_seconds": round(load_s, 2), "llm": mcfg.name,
+        "llm_max_items": lc.max_items, "llm_max_length": lc.max_length, "llm_batch_size": lc.batch_size,
+        "llm_users_per_s": round(len(names) / embed_s, 3),
+        "speedup": round(llm_s / gcn_s, 3),
+        "speedup_excluding_training": round(llm_s / gcn_search_s, 1),
+        "neighbour_overlap_gcn_llm": round(overlap, 4),
+        "search_users": int(known.size), "search_candidates": int(warm.sum()),
+        "search_seconds": round(job_search_s, 3),
+        "search_users_per_s": round(known.size / job_search_s, 1),
+        "graph": {"users": n_all, "items": n_items, "edges": int(res.n_edges)},
+        "read_inputs_seconds": round(read_s, 2),
+        # extrapolations (not measurements): every warm user embedded by the LLM
+        "estimate_all_warm_users": {
+            "users": int(warm.sum()), "llm_seconds": round(llm_per_user * warm.sum(), 1),
+            "gcn_seconds": round(res.seconds + job_search_s * warm.sum() / max(known.size, 1), 1),
+        },
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+
+
+def plot_retrieval(result: dict[str, Any], path: str) -> None:
+    """Two panels: wall times of the retrievers, and the search scaling curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    labels = ["GCN\n(train+search)", "GCN\n(search only)", "LLM\n(embed+search)"]
+    vals = [result["gcn_seconds"], result["gcn_seconds_excluding_training"], result["llm_seconds"]]
+    bars = a.bar(labels, vals, color=["#3b7dd8", "#8fb8ee", "#d8643b"])
+    a.bar_label(bars, labels=[f"{v:.2f}s" for v in vals])
+    a.set_yscale("log")
+    a.set_ylabel("wall seconds (log)")
+    a.set_title(f"{result['dataset']}: {result['users']} users, k={result['k']}, "
+                f"{result['threads']} thread(s); speedup {result['speedup']}x")
+    sc = result.get("scaling") or []
+    if sc:
+        n = [s["users"] for s in sc]
+        b.plot(n, [s["seconds"] for s in sc], "o-", color="#3b7dd8", label="search seconds")
+        b.set_xscale("log")
+        b.set_yscale("log")
+        b.set_xlabel(f"candidate users ({sc[0].get('queries', '?')} queries each)")
+        b.set_ylabel("seconds")
+        r = b.twinx()
+        r.plot(n, [s["peak_rss_mb"] for s in sc], "s--", color="#d8643b", label="peak RSS MB")
+        r.set_ylabel("peak RSS (MB)")
+        r.set_ylim(bottom=0)
+        b.set_title("exact blocked top-k search scaling")
+        lines = b.get_lines() + r.get_lines()
+        b.legend(lines, [line.get_label() for line in lines], loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_retrieval_bench(spark: Any, cfg: Any, out_dir: str, n_users: int = 500, threads: int = 1,
+                        sizes: tuple[int, ...] = DEFAULT_SIZES, n_queries: int | None = 10_000,
+                        echo: Any = print) -> dict[str, Any]:
+    """``make bench-retrieval``: :func:`bench_retrievers` + :func:`bench_search_scaling`,
+    written to ``<out_dir>/retrieval.json`` and ``retrieval.png``."""
+    from optirag.retrieval.config import retriever_config
+
+    result = bench_retrievers(spark, cfg, n_users, threads, echo=echo)
+    rcfg = retriever_config(cfg)
+    detail = []
+    for n in sizes:
+        echo(f"search scaling: {n} users ...")
+        detail.append(bench_search_subprocess(
+            n_users=n, dim=rcfg.embedding_dim, n_queries=n_queries, k=rcfg.k, block_size=rcfg.search_block_size,
+            candidate_block_size=rcfg.candidate_block_size, threads=threads))
+        echo(f"  {detail[-1]['seconds']}s, peak RSS {detail[-1]['peak_rss_mb']} MB")
+    result["scaling"] = [{"users": d["n_users"], "queries": d["n_queries"], "seconds": d["seconds"],
+                          "peak_rss_mb": d["peak_rss_mb"], "search_working_mb": d["search_working_mb"],
+                          "queries_per_s": d["queries_per_s"]} for d in detail]
+    result["scaling_detail"] = detail
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "retrieval.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+    plot_retrieval(result, os.path.join(out_dir, "retrieval.png"))
+    return result

@@ -20,14 +20,38 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from optirag.config import ConfigError
 
 
+# retriever names become a Delta partition value and a folder name: keep them plain
+NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+class LLMRetrieverConfig(BaseModel):
+    """The LLM-retriever baseline (``--retriever llm``); the LLM is the ``model:`` recipe.
+
+    A 135M-parameter LM embeds ~2-10 users/s on one CPU core (prompt length dependent),
+    so the embedded users can be capped: ``max_users`` draws a seeded random subset of
+    the pool; sample users outside it get no NEIGHBOURS row (counted as ``not_embedded``
+    in the job summary and the model folder, never silently).
+    """
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("llm", pattern=NAME_PATTERN)   # NEIGHBOURS.retriever value
+    # candidates: every user with training edges (paper), or only the sample users
+    pool: Literal["all", "samples"] = "all"
+    max_users: int | None = Field(None, ge=2)
+    seed: int = 0                                  # the max_users subset
+    max_items: int = Field(15, ge=1)               # history titles in the prompt (most recent)
+    max_length: int = Field(256, ge=8)             # prompt tokens; longer ones keep the end
+    batch_size: int = Field(16, ge=1)
+    torch_threads: int | None = Field(None, ge=1)  # None: torch's default
+
+
 class RetrieverConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # -- identity ---------------------------------------------------------------------
     # value of NEIGHBOURS.retriever for the GCN retriever (the LLM baseline writes "llm")
-    name: str = "gcn"
-    # model folders go to <models_dir>/<name>/<model_version>/
-    models_dir: str = "models/retriever"
+    name: str = Field("gcn", pattern=NAME_PATTERN)
+    # model folders go to the registry: <cfg.model_store()>/retriever/<name>/<model_version>/
 
     # -- LightGCN training --------------------------------------------------------------
     embedding_dim: int = Field(64, ge=1)
@@ -72,6 +96,9 @@ class RetrieverConfig(BaseModel):
     cold_min_edges: int = Field(1, ge=1)
     # a sample user absent from user_index: treat as cold, or fail the job
     unknown_user: Literal["cold", "error"] = "cold"
+
+    # -- the LLM-retriever baseline -----------------------------------------------------
+    llm: LLMRetrieverConfig = Field(default_factory=LLMRetrieverConfig)
 
 
 class RetrieverConfigError(ConfigError):

@@ -20,7 +20,8 @@ Model folder ``<models_dir>/<retriever>/<model_version>/``:
 * ``embeddings.safetensors``: ``user_layers`` [K+1, n_users, d], ``item_layers``
   [K+1, n_items, d], ``user_embedding`` [n_users, d] (the retrieval embedding),
   ``user_degree`` [n_users] (training-graph degree; below ``cold_min_edges`` = cold).
-* ``meta.json``: ``model_version``, ``data_version``, ``retriever``, the validated
+* ``meta.json``: ``model_version``, ``data_version``, ``created_at`` (ISO UTC, the
+  registry's order), ``retriever``, the validated
   retriever ``config``, sizes, per-epoch ``losses``, and the id maps ``user_ids`` /
   ``item_ids`` (position = idx), so the folder alone maps vectors back to ids.
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,6 +46,11 @@ from optirag.retrieval.config import RetrieverConfig
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
 META_FILE = "meta.json"
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp (microseconds, so two saves in a second still order)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def retrieval_embedding(user_layers: np.ndarray, layer_average: bool = True,
@@ -114,6 +121,7 @@ def save_model(model: RetrieverModel, folder: str | os.PathLike) -> Path:
         meta = {
             "model_version": model.model_version,
             "data_version": model.data_version,
+            "created_at": utc_now(),  # optirag.registry.versions() orders by it
             "retriever": model.retriever,
             "config": model.config,
             "n_users": n_users,

@@ -30,8 +30,10 @@ Why these choices:
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -112,6 +114,58 @@ def _embed_batches(base: Any, ids: list[list[int]], order: np.ndarray, batch_siz
             progress(b + 1, n_batches)
 
 
+def embed_histories(
+    histories: Mapping[str, Sequence[str]],
+    model: Any,
+    tokenizer: Any,
+    max_items: int | None = 15,
+    batch_size: int = 16,
+    max_length: int = 512,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(user_ids, warm mask, embeddings [n, hidden]) of every user in ``histories``.
+
+    A user with an empty history is not embedded (zero row, warm = false).
+    """
+    user_ids = [str(u) for u in histories]
+    warm = np.array([len(histories[u]) > 0 for u in histories], dtype=bool)
+    emb = np.zeros((len(user_ids), 1), dtype=np.float32)
+    if warm.any():
+        texts = [history_prompt(histories[u], max_items) for u, w in zip(user_ids, warm) if w]
+        vecs = embed_texts(texts, model, tokenizer, batch_size, max_length, progress)
+        emb = np.zeros((len(user_ids), vecs.shape[1]), dtype=np.float32)
+        emb[warm] = vecs
+    return user_ids, warm, emb
+
+
+def embedding_neighbours(
+    user_ids: Sequence[str],
+    emb: np.ndarray,
+    warm: np.ndarray,
+    sample_users: Sequence[str],
+    k: int,
+    model_version: str,
+    retriever: str = "llm",
+    block_size: int = 1024,
+    candidate_block_size: int = 4096,
+) -> pd.DataFrame:
+    """NEIGHBOURS rows of ``sample_users`` by exact cosine top-k over the warm users.
+
+    A sample user absent from ``user_ids`` or not warm is cold (one null row).
+    """
+    pos = {u: i for i, u in enumerate(user_ids)}
+    q_ids = list(dict.fromkeys(str(u) for u in sample_users))
+    q_idx = np.array([pos.get(u, -1) for u in q_ids], dtype=np.int64)
+    known = q_idx >= 0
+    neigh = np.full((len(q_ids), k), -1, dtype=np.int64)
+    sim = np.full((len(q_ids), k), np.nan, dtype=np.float32)
+    is_cold = np.ones(len(q_ids), dtype=bool)
+    if known.any():
+        n, s, c = cosine_topk(emb, k, q_idx[known], warm, block_size, candidate_block_size)
+        neigh[known], sim[known], is_cold[known] = n, s, c
+    return neighbours_frame(retriever, model_version, q_ids, neigh, sim, is_cold, list(user_ids))
+
+
 def llm_neighbours(
     histories: Mapping[str, Sequence[str]],
     sample_users: Sequence[str],
@@ -132,31 +186,40 @@ def llm_neighbours(
     candidates are all users with a non-empty history. A sample user without one (or
     absent) is cold. Returns (frame, stats with timings: the Q2 speed comparison).
     """
-    user_ids = [str(u) for u in histories]
-    warm = np.array([len(histories[u]) > 0 for u in histories], dtype=bool)
     t0 = time.perf_counter()
-    emb = np.zeros((len(user_ids), 1), dtype=np.float32)
-    if warm.any():
-        texts = [history_prompt(histories[u], max_items) for u, w in zip(user_ids, warm) if w]
-        vecs = embed_texts(texts, model, tokenizer, batch_size, max_length)
-        emb = np.zeros((len(user_ids), vecs.shape[1]), dtype=np.float32)
-        emb[warm] = vecs
+    user_ids, warm, emb = embed_histories(histories, model, tokenizer, max_items, batch_size, max_length)
     t_embed = time.perf_counter() - t0
-
-    pos = {u: i for i, u in enumerate(user_ids)}
-    q_ids = list(dict.fromkeys(str(u) for u in sample_users))
-    q_idx = np.array([pos.get(u, -1) for u in q_ids], dtype=np.int64)
-    known = q_idx >= 0
-    neigh = np.full((len(q_ids), k), -1, dtype=np.int64)
-    sim = np.full((len(q_ids), k), np.nan, dtype=np.float32)
-    is_cold = np.ones(len(q_ids), dtype=bool)
     t1 = time.perf_counter()
-    if known.any():
-        n, s, c = cosine_topk(emb, k, q_idx[known], warm, block_size, candidate_block_size)
-        neigh[known], sim[known], is_cold[known] = n, s, c
+    df = embedding_neighbours(user_ids, emb, warm, sample_users, k, model_version, retriever,
+                              block_size, candidate_block_size)
     t_search = time.perf_counter() - t1
-    df = neighbours_frame(retriever, model_version, q_ids, neigh, sim, is_cold, user_ids)
+    n_queries = int(df["user_id"].nunique())
+    n_cold = int(df.loc[df["is_cold"], "user_id"].nunique())
     stats = {"n_users_embedded": int(warm.sum()), "embed_seconds": t_embed,
-             "search_seconds": t_search, "n_queries": len(q_ids), "n_cold": int(is_cold.sum())}
+             "search_seconds": t_search, "n_queries": n_queries, "n_cold": n_cold}
     log.info("llm retriever: %s", stats)
     return df, stats
+
+
+def save_llm_embeddings(folder: str | Path, user_ids: Sequence[str], emb: np.ndarray, warm: np.ndarray,
+                        meta: dict[str, Any]) -> Path:
+    """Registry folder of an LLM-retriever run: ``embeddings.safetensors`` (user_embedding
+    [n, hidden], warm [n]) + ``meta.json`` (``meta`` + user_ids + created_at), atomically."""
+    from safetensors.torch import save_file
+
+    from optirag.artifacts import atomic_folder
+    from optirag.retrieval.embeddings import EMBEDDINGS_FILE, META_FILE, utc_now
+
+    if emb.shape[0] != len(user_ids) or warm.shape[0] != len(user_ids):
+        raise ValueError("user_ids, embeddings and warm disagree on the user count")
+    folder = Path(folder)
+    with atomic_folder(folder) as tmp:
+        save_file({"user_embedding": torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)),
+                   "warm": torch.from_numpy(np.ascontiguousarray(warm, dtype=bool))},
+                  str(tmp / EMBEDDINGS_FILE),
+                  metadata={"model_version": str(meta["model_version"]),
+                            "data_version": str(meta["data_version"])})
+        full = {**meta, "created_at": utc_now(), "n_users": len(user_ids),
+                "user_ids": [str(u) for u in user_ids]}
+        (tmp / META_FILE).write_text(json.dumps(full), encoding="utf-8")
+    return folder

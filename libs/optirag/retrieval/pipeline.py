@@ -41,8 +41,12 @@ log = logging.getLogger(__name__)
 
 
 def model_version(cfg: RetrieverConfig, data_version: str) -> str:
-    """Short, stable id of (retriever config incl. seed, data version)."""
-    payload = json.dumps({"retriever": cfg.model_dump(mode="json"), "data_version": data_version},
+    """Short, stable id of (retriever config incl. seed, data version).
+
+    The ``llm`` sub-section configures the baseline, not this model: left out.
+    """
+    payload = json.dumps({"retriever": cfg.model_dump(mode="json", exclude={"llm"}),
+                          "data_version": data_version},
                          sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
 
@@ -78,8 +82,8 @@ def run_retriever(
     ray: Any = None,
     *,
     data_version: str,
+    models_dir: str | Path,
     item_index_df: pd.DataFrame | None = None,
-    models_dir: str | Path | None = None,
     on_epoch: EpochCallback | None = None,
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, Path]:
@@ -87,8 +91,9 @@ def run_retriever(
 
     cfg: the platform :class:`optirag.config.Config`, its ``retriever`` dict, or a
     :class:`RetrieverConfig`. ray: an initialised ``ray`` module (training and search run
-    as Ray tasks) or None (both run in this process). models_dir overrides
-    ``retriever.models_dir`` (tests). item_index_df gives item ids for the model folder;
+    as Ray tasks) or None (both run in this process). The model folder is
+    ``<models_dir>/<name>/<model_version>/`` (the job passes the registry's
+    ``<cfg.model_store()>/retriever``). item_index_df gives item ids for the model folder;
     without it items are named by their idx. on_epoch(epoch, loss, seconds) reports
     training progress; on Ray the task prints it live and on_epoch is replayed with the
     losses once the task returns (seconds = NaN). progress(done, total) reports search
@@ -124,7 +129,7 @@ def run_retriever(
         log.warning("%d users have n_edges = 0 in user_index but edges in the graph; kept cold", mismatch)
 
     version = model_version(rcfg, data_version)
-    folder = model_folder(models_dir or rcfg.models_dir, rcfg.name, version)
+    folder = model_folder(models_dir, rcfg.name, version)
     save_model(RetrieverModel(
         model_version=version, data_version=data_version, config=rcfg.model_dump(mode="json"),
         user_ids=user_ids, item_ids=item_ids, user_layers=result.user_layers,

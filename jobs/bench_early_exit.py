@@ -1,0 +1,65 @@
+"""Benchmark of multi-head early exit on the valid/test prompts of each dataset.
+
+python -m jobs.bench_early_exit --lake /tmp/lake [--datasets bookcrossing,movielens100k]
+Needs, per dataset, the variant's prompts, tuned scorer and exit heads (jobs.build_prompts,
+train_scorer, train_exit_heads). Writes reports/bench/early_exit.json + PNG sweeps.
+"""
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from optirag.cli import run_job
+from optirag.config import load_config
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lake", required=True)
+    parser.add_argument("--datasets", default="bookcrossing,movielens100k")
+    parser.add_argument("--env", default=os.environ.get("OPTIRAG_ENV", "local"))
+    parser.add_argument("--model", default=os.environ.get("OPTIRAG_MODEL", "cpu-small"))
+    parser.add_argument("--variant", default="gcn")
+    parser.add_argument("--max-rows", type=int, default=300, help="valid/test rows per dataset")
+    parser.add_argument("--timing-rows", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--taus", default="0,0.001,0.002,0.005,0.01,0.02,0.05,0.1,0.2")
+    parser.add_argument("--windows", default="1,2,3")
+    parser.add_argument("--ks", default="0,2,4", help="retrieved users for the k sweep")
+    parser.add_argument("--k-rows", type=int, default=120, help="test rows of the k sweep")
+    parser.add_argument("--max-auc-loss", type=float, default=0.003, help="AUC points/100 allowed")
+    parser.add_argument("--out", default="reports/bench")
+    args = parser.parse_args()
+    import torch
+
+    from optirag.early_exit import bench
+    from optirag.spark import get_spark
+
+    torch.set_num_threads(1)
+    results = {}
+    for name in args.datasets.split(","):
+        cfg = load_config(name, env=args.env, model=args.model, lake=args.lake)
+        print(f"== {name}", flush=True)
+        results[name] = bench.bench_dataset(
+            get_spark(cfg), cfg, args.variant, args.max_rows, args.timing_rows, args.repeats,
+            [float(t) for t in args.taus.split(",")], [int(m) for m in args.windows.split(",")],
+            args.max_auc_loss, [int(k) for k in args.ks.split(",") if k], args.k_rows)
+        print(json.dumps({k: results[name][k] for k in ("auc_full", "auc_exit", "mean_exit_layer",
+                          "flops_ratio", "throughput_ratio", "compaction_efficiency")}), flush=True)
+    first = next(iter(results.values()))
+    summary = {k: first[k] for k in ("auc_full", "auc_exit", "mean_exit_layer", "n_layers",
+                                     "flops_ratio", "throughput_ratio", "compaction_efficiency")}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {**summary, "summary_dataset": next(iter(results)), "datasets": results,
+           "sweeps": {n: r["sweeps"] for n, r in results.items()},
+           "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    (out / "early_exit.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+    print("plots:", bench.plot(results, out))
+    print(f"wrote {out / 'early_exit.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_job("bench_early_exit", main)

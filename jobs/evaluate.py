@@ -1,0 +1,34 @@
+"""Evaluate the tuned scorers (and the zero-shot base model) on the valid and test prompts.
+
+python -m jobs.evaluate --dataset bookcrossing --lake /tmp/lake --variants none,gcn
+Writes every score to `eval_scores` and the metrics to reports/eval/<dataset>.json; a
+variant with no tuned scorer or no prompts is skipped with a message.
+"""
+import argparse
+import json
+
+from optirag.cli import run_job
+from optirag.config import add_common_args, config_from_args
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    parser.add_argument("--variants", default=None, help="comma-separated; default evaluation.variants")
+    parser.add_argument("--zero-shot", action=argparse.BooleanOptionalAction, default=True,
+                        help="also score evaluation.zero_shot_variants with the untuned model")
+    args = parser.parse_args()
+    cfg = config_from_args(args)
+    from optirag.evaluation.run import evaluate
+    from optirag.spark import get_spark
+
+    variants = args.variants.split(",") if args.variants else None
+    report = evaluate(get_spark(cfg), cfg, variants, args.zero_shot)
+    print(json.dumps({"runs": {k: {s: m["auc"] for s, m in r["metrics"].items()}
+                               for k, r in report["runs"].items()},
+                      "skipped": report["skipped"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    run_job("evaluate", main)

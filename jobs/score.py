@@ -1,0 +1,30 @@
+"""Nightly batch scoring of one date's candidates (Ray Data actors -> Delta `scores`).
+
+python -m jobs.score --dataset bookcrossing --lake /tmp/lake --date 2026-11-23
+Uses the promoted (else newest) scorer and exit heads of `scoring.variant`; re-running a
+date replaces exactly that date; a killed run leaves `scores` as it was. See
+optirag.scoring.pipeline.
+"""
+import argparse
+import json
+
+from optirag.cli import run_job
+from optirag.config import add_common_args, config_from_args
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    parser.add_argument("--date", required=True, help="score date, YYYY-MM-DD")
+    args = parser.parse_args()
+    cfg = config_from_args(args)
+    from optirag.scoring.candidates import parse_date
+    from optirag.scoring.pipeline import run_scoring
+
+    summary = run_scoring(cfg, parse_date(args.date))
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    run_job("score", main)

@@ -1,0 +1,41 @@
+"""Train the GCN retriever on Ray (or run the LLM-retriever baseline) and write `neighbours`.
+
+python -m jobs.train_retriever --dataset bookcrossing --lake /tmp/lake [--retriever gcn|llm]
+    [--set retriever.k=4 ...]
+gcn: LightGCN trained in a Ray task, neighbour search as parallel Ray tasks over user
+blocks (ray: config section: local ray.init here, address=auto on a cluster). llm: users
+embedded with the model: recipe's LLM. Either way the model folder goes to the registry
+(<model_store>/retriever/<name>/<version>/) and the Delta table neighbours gets its
+partition retriever=<name> replaced. Prints progress and a JSON summary.
+"""
+import argparse
+import json
+
+from optirag.cli import run_job
+from optirag.config import add_common_args, config_from_args
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    parser.add_argument("--retriever", choices=["gcn", "llm"], default="gcn")
+    args = parser.parse_args()
+    cfg = config_from_args(args)
+    # Heavy imports after argument parsing: --help and bad arguments answer at once.
+    from optirag.retrieval import job
+    from optirag.spark import get_spark
+
+    spark = get_spark(cfg)
+    echo = lambda msg: print(f"[train_retriever {args.retriever}] {msg}", flush=True)  # noqa: E731
+    if args.retriever == "gcn":
+        from optirag.retrieval.ray_search import init_ray
+
+        summary = job.train_gcn(spark, cfg, init_ray(cfg.ray), echo)
+    else:
+        summary = job.train_llm(spark, cfg, echo)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    run_job("train_retriever", main)

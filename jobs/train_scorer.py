@@ -1,0 +1,28 @@
+"""Few-shot LoRA tuning of the LLM CTR scorer on a prompt variant's training prompts.
+
+python -m jobs.train_scorer --dataset bookcrossing --lake /tmp/lake --variant gcn
+Saves a model version under <models>/scorer/<variant>/<model_version>/ (safetensors +
+meta.json with the data version, the prompts config and the retriever version).
+"""
+import argparse
+import json
+
+from optirag.cli import run_job
+from optirag.config import add_common_args, config_from_args
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    parser.add_argument("--variant", choices=["none", "llm", "gcn"], required=True)
+    args = parser.parse_args()
+    cfg = config_from_args(args)
+    from optirag.evaluation.tuning_run import train_scorer
+    from optirag.spark import get_spark
+
+    print(json.dumps(train_scorer(get_spark(cfg), cfg, args.variant), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    run_job("train_scorer", main)

@@ -1,0 +1,1 @@
+"""Offline evaluation of the CTR scorers: metrics (AUC, log loss, ...) and reports."""

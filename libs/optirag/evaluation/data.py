@@ -1,0 +1,41 @@
+"""Reading prompts for tuning/evaluation, and the seeded subsets shared by all variants."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from optirag.config import Config
+from optirag.tables import MANIFEST, PROMPTS, read_table
+
+PROMPT_COLUMNS = ["sample_id", "user_id", "item_id", "label", "split", "retriever_version",
+                  "n_tokens", "text"]
+
+
+def seeded_subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """The first `n` rows by sha256(seed, sample_id): the same samples whichever variant's
+    prompts `df` holds; ordered by that hash (a seeded shuffle) either way."""
+    keys = df["sample_id"].map(lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+    ordered = df.assign(_k=keys).sort_values(["_k", "sample_id"]).drop(columns="_k")
+    return (ordered if n is None else ordered.head(n)).reset_index(drop=True)
+
+
+def read_prompts(spark: SparkSession, cfg: Config, variant: str, splits: Sequence[str]) -> pd.DataFrame:
+    """A variant's prompts of `splits` as pandas (empty when none were built)."""
+    try:
+        df = read_table(spark, PROMPTS, cfg.dataset_lake())
+    except Exception as e:  # no prompts table at all
+        if "PATH_NOT_FOUND" in str(e) or "is not a Delta table" in str(e):
+            return pd.DataFrame(columns=PROMPT_COLUMNS)
+        raise
+    rows = df.where((F.col("variant") == variant) & F.col("split").isin(list(splits)))
+    return rows.select(*PROMPT_COLUMNS).toPandas()
+
+
+def data_version(spark: SparkSession, cfg: Config) -> str:
+    """The ingest data version (from `manifest`) the prompts were built from."""
+    found = read_table(spark, MANIFEST, cfg.dataset_lake()).select("data_version").distinct().collect()
+    return ",".join(sorted(r[0] for r in found)) or "unknown"

@@ -1,0 +1,138 @@
+"""Score the valid/test prompts of each variant with its tuned scorer, and with the untuned
+base model as a floor (the body of ``jobs.evaluate``).
+
+Every score goes to ``eval_scores`` (one ``run_id`` per evaluated model and variant,
+replaced whole on a re-run); the metrics go to ``<reports_dir>/<dataset>.json``, merged
+per run so evaluating one variant keeps the others' entries.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from pyspark.sql import SparkSession
+
+from optirag import registry
+from optirag.config import Config
+from optirag.evaluation.config import EvaluationConfig, evaluation_config
+from optirag.evaluation.data import data_version, read_prompts, seeded_subset
+from optirag.evaluation.metrics import ctr_metrics, write_report
+from optirag.llm.config import ModelConfig
+from optirag.llm.loading import load_model
+from optirag.llm.scoring import answer_tokens, score_prompts
+from optirag.llm.tuning import load_tuned
+from optirag.tables import EVAL_SCORES, write_table
+
+log = logging.getLogger(__name__)
+
+
+def eval_prompts(spark: SparkSession, cfg: Config, variant: str, ecfg: EvaluationConfig) -> pd.DataFrame:
+    """The variant's evaluation prompts, capped per split by the shared seeded subset."""
+    df = read_prompts(spark, cfg, variant, ecfg.splits)
+    parts = [seeded_subset(df[df["split"] == s], ecfg.max_per_split, ecfg.seed) for s in ecfg.splits]
+    return pd.concat(parts, ignore_index=True) if parts else df
+
+
+def score_frame(model, tokenizer, mcfg: ModelConfig, prompts: pd.DataFrame) -> np.ndarray:
+    """P(Yes) per prompt; batches of similar length (less padding), original order back."""
+    order = np.argsort(prompts["n_tokens"].to_numpy(), kind="stable")
+    texts = prompts["text"].to_numpy()[order].tolist()
+    answer = answer_tokens(tokenizer, mcfg.answer)
+    scores = score_prompts(model, tokenizer, texts, mcfg.batch_size, answer, mcfg.max_length)
+    out = np.empty_like(scores)
+    out[order] = scores
+    return out
+
+
+def _run(spark: SparkSession, cfg: Config, run_id: str, variant: str, model_version: str,
+         model, tokenizer, mcfg: ModelConfig, prompts: pd.DataFrame, ecfg: EvaluationConfig) -> dict:
+    started = time.time()
+    scores = score_frame(model, tokenizer, mcfg, prompts)
+    seconds = time.time() - started
+    rows = prompts[["sample_id", "user_id", "item_id", "split", "label"]].assign(
+        run_id=run_id, variant=variant, model_version=model_version, score=scores,
+        exit_layer=None, scored_at=dt.datetime.now(dt.timezone.utc))
+    frame = spark.createDataFrame(rows[EVAL_SCORES.schema.fieldNames()], EVAL_SCORES.schema)
+    write_table(frame, EVAL_SCORES, cfg.dataset_lake(), replace_where=f"run_id = '{run_id}'")
+    metrics = {s: ctr_metrics(prompts.loc[prompts["split"] == s, "label"],
+                              scores[(prompts["split"] == s).to_numpy()], ecfg.eps)
+               for s in ecfg.splits}
+    log.info("%s: %s", run_id, {s: m["auc"] for s, m in metrics.items()})
+    return {"variant": variant, "model_version": model_version, "metrics": metrics,
+            "scoring_seconds": round(seconds, 1),
+            "prompts_per_second": round(len(prompts) / seconds, 2) if seconds else None,
+            "mean_prompt_tokens": round(float(prompts["n_tokens"].mean()), 1),
+            "retriever_version": next((v for v in prompts["retriever_version"] if isinstance(v, str)), None)}
+
+
+def evaluate(spark: SparkSession, cfg: Config, variants: Sequence[str] | None = None,
+             zero_shot: bool = True) -> dict:
+    mcfg = ModelConfig.model_validate(cfg.model)
+    ecfg = evaluation_config(cfg)
+    if ecfg.torch_threads:
+        torch.set_num_threads(ecfg.torch_threads)
+    variants = list(variants or ecfg.variants)
+    runs: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    prompts = {}
+    for v in variants:
+        prompts[v] = eval_prompts(spark, cfg, v, ecfg)
+        if prompts[v].empty:
+            skipped[v] = f"no {'/'.join(ecfg.splits)} prompts for variant {v!r}: run jobs.build_prompts"
+            continue
+        try:
+            folder = registry.resolve(cfg, f"scorer/{v}")
+        except registry.ModelNotFoundError as e:
+            skipped[v] = f"no tuned scorer: {e}"
+            continue
+        model, tokenizer, meta = load_tuned(folder, mcfg)
+        run = _run(spark, cfg, f"{v}/{meta['model_version']}", v, meta["model_version"], model,
+                   tokenizer, mcfg, prompts[v], ecfg)
+        runs[v] = {**run, "tuned": True, "train_examples": meta.get("train_examples"),
+                   "train_seconds": meta.get("train_seconds"), "data_version": meta.get("data_version")}
+        del model
+    for key, reason in skipped.items():
+        log.warning("variant %s skipped: %s", key, reason)
+    if zero_shot:
+        base = None
+        for v in ecfg.zero_shot_variants:
+            if v not in prompts:
+                prompts[v] = eval_prompts(spark, cfg, v, ecfg)
+            if prompts[v].empty:
+                skipped[f"zero_shot/{v}"] = f"no prompts for variant {v!r}"
+                continue
+            base = base or load_model(mcfg)
+            run = _run(spark, cfg, f"zero_shot/{v}/{mcfg.name}", v, mcfg.name, *base, mcfg,
+                       prompts[v], ecfg)
+            runs[f"zero_shot/{v}"] = {**run, "tuned": False, "train_examples": 0}
+    return merge_report(cfg, ecfg, runs, skipped, data_version(spark, cfg), mcfg)
+
+
+def report_path(cfg: Config, ecfg: EvaluationConfig) -> Path:
+    return Path(ecfg.reports_dir) / f"{cfg.dataset.name}.json"
+
+
+def merge_report(cfg: Config, ecfg: EvaluationConfig, runs: dict, skipped: dict,
+                 version: str, mcfg: ModelConfig) -> dict:
+    path = report_path(cfg, ecfg)
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    kept = {k: v for k, v in old.get("runs", {}).items()
+            if k not in runs and v.get("data_version", version) == version}
+    report = {
+        "dataset": cfg.dataset.name,
+        "data_version": version,
+        "base_model": mcfg.name,
+        "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "evaluation": ecfg.model_dump(),
+        "runs": dict(sorted({**kept, **{k: {**v, "data_version": version} for k, v in runs.items()}}.items())),
+        "skipped": {k: v for k, v in skipped.items() if k not in runs},
+    }
+    write_report(path, report)
+    return report

@@ -1,0 +1,75 @@
+"""Few-shot LoRA tuning of the scorer on a variant's training prompts (the body of
+``jobs.train_scorer``); the result is a model version under ``scorer/<variant>``."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+
+import torch
+from pyspark.sql import SparkSession
+
+from optirag import registry
+from optirag.config import Config
+from optirag.evaluation.config import evaluation_config
+from optirag.evaluation.data import data_version, read_prompts, seeded_subset
+from optirag.llm.config import ModelConfig
+from optirag.llm.loading import load_model
+from optirag.llm.scoring import answer_tokens
+from optirag.llm.tuning import save_tuned, tune_lora
+from optirag.prompts.config import prompts_config
+from optirag.prompts.text import check_answer_boundary
+
+log = logging.getLogger(__name__)
+
+
+def train_scorer(spark: SparkSession, cfg: Config, variant: str) -> dict:
+    mcfg = ModelConfig.model_validate(cfg.model)
+    ecfg = evaluation_config(cfg)
+    if ecfg.torch_threads:
+        torch.set_num_threads(ecfg.torch_threads)
+    train = read_prompts(spark, cfg, variant, ["train"])
+    if train.empty:
+        raise FileNotFoundError(f"no training prompts for variant {variant!r} in "
+                                f"{cfg.dataset_lake()}/prompts: run jobs.build_prompts first")
+    train = seeded_subset(train, ecfg.train_examples, ecfg.seed)
+    model, tokenizer = load_model(mcfg)
+    answer = answer_tokens(tokenizer, mcfg.answer)
+    check_answer_boundary(tokenizer, train["text"].iloc[0], mcfg.answer)
+    examples = list(zip(train["text"], train["label"].astype(int)))
+    log.info("tuning %s on %d %s prompts (mean %.0f tokens)", mcfg.name, len(examples), variant,
+             train["n_tokens"].mean())
+    started = time.time()
+    result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer)
+    train_seconds = time.time() - started
+    retriever_versions = sorted({v for v in train["retriever_version"] if isinstance(v, str)})
+    info = {
+        "variant": variant,
+        "retriever_version": ",".join(retriever_versions) or None,
+        "prompts_config": prompts_config(cfg).model_dump(),
+        "train_examples": len(examples),
+        "train_positive_rate": round(float(train["label"].mean()), 4),
+        "train_mean_prompt_tokens": round(float(train["n_tokens"].mean()), 1),
+        "train_seconds": round(train_seconds, 1),
+        "losses": [round(x, 5) for x in result.losses],
+        "torch_threads": torch.get_num_threads(),
+    }
+    kind_dir = registry.kind_dir(cfg, f"scorer/{variant}")
+    # The version name is the weights' digest, known only after saving: save beside it
+    # under a dot name (ignored by the registry), then rename into place atomically.
+    staging = kind_dir / f".staging-{uuid.uuid4().hex[:8]}"
+    _, meta = save_tuned(result, tokenizer, staging, mcfg, answer,
+                         data_version(spark, cfg), extra_meta=info)
+    final = kind_dir / meta["model_version"]
+    if final.exists():  # the same weights again (a seeded re-run): keep the one there
+        import shutil
+        shutil.rmtree(staging)
+    else:
+        os.rename(staging, final)
+    n = max(1, len(result.losses) // 10)
+    return {"dataset": cfg.dataset.name, "model_version": meta["model_version"], "path": str(final),
+            **{k: v for k, v in info.items() if k not in ("prompts_config", "losses")},
+            "steps": len(result.losses),
+            "loss_first_10pct": round(sum(result.losses[:n]) / n, 4),
+            "loss_last_10pct": round(sum(result.losses[-n:]) / n, 4)}

@@ -1,0 +1,64 @@
+"""The ``prompts:`` section of the platform config, validated by its owner."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from optirag.config import Config, ConfigError
+
+VARIANTS = ("none", "llm", "gcn")  # none: no retrieval (TALLRec-style); else NEIGHBOURS.retriever
+
+
+class PromptsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # {rating_max} is filled from the dataset config (10 for BookCrossing, 5 for MovieLens).
+    instruction: str = ("Predict whether the user will like the target item. Ratings are "
+                        "out of {rating_max:g}.")
+    neighbours_header: str = "Similar users' ratings:"
+    history_header: str = "This user's ratings, oldest first:"
+    no_history: str = "This user has no ratings yet."
+    target_line: str = "Target: {item}"
+    # The suffix ends with answer_cue; the next token must be the answer word (checked
+    # against the tokenizer by `check_answer_boundary`).
+    question: str = "Will the user like the target item? Answer Yes or No."
+    answer_cue: str = "Answer:\n"
+    # What an interaction line shows: the rating, the binarised label, or both.
+    show: Literal["both", "rating", "label"] = "both"
+    k: int = Field(4, ge=0)                        # neighbours per user (paper: four)
+    items_per_neighbour: int = Field(3, ge=1)      # most recent first
+    history_max: int = Field(15, ge=0)             # paper: up to 15 items
+    # Titles of context items (history, neighbours) are shortened to this many characters;
+    # the target's text is never cut.
+    context_title_chars: int = Field(60, ge=8)
+    # Budget: prefix <= token_budget - suffix_reserve tokens (see text.fit_prefix).
+    token_budget: int = Field(320, ge=32)
+    suffix_reserve: int = Field(48, ge=8)
+    # Trim floors: stage 1 keeps this many newest own items, stage 2 this many neighbours.
+    history_keep: int = Field(5, ge=0)
+    neighbours_keep: int = Field(1, ge=0)
+    # Which training samples get prompts: a seeded subset (hash of seed and sample_id) of
+    # min(train_max, ceil(train_fraction * n_train)) samples; valid/test get all.
+    train_fraction: float = Field(0.1, gt=0, le=1)
+    train_max: int | None = Field(512, ge=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _reserve_fits(self) -> "PromptsConfig":
+        if self.suffix_reserve >= self.token_budget:
+            raise ValueError("suffix_reserve must be smaller than token_budget")
+        return self
+
+    def prefix_budget(self) -> int:
+        return self.token_budget - self.suffix_reserve
+
+
+def prompts_config(cfg: Config | dict[str, Any]) -> PromptsConfig:
+    data = cfg.prompts if isinstance(cfg, Config) else cfg
+    try:
+        return PromptsConfig.model_validate(data or {})
+    except ValidationError as e:
+        problems = "; ".join(f"prompts.{'.'.join(map(str, err['loc']))}: {err['msg']}"
+                             for err in e.errors())
+        raise ConfigError(f"invalid config: {problems}") from None

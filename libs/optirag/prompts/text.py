@@ -1,0 +1,207 @@
+"""Pure prompt text functions: item text, the per-user prefix, the per-item suffix.
+
+A prompt is ``prefix + suffix``:
+
+* ``prefix`` = instruction, the retrieved similar users' interactions (nearest user first,
+  each user's most recent items first), then the user's own history (oldest first). It
+  does not depend on the target, so a scoring job builds it once per user and reuses it
+  (and its KV cache) for every candidate item.
+* ``suffix`` = the target item line, the question and the answer cue; the prompt ends
+  exactly where the next token is the answer word (see :func:`check_answer_boundary`).
+
+Token budget (:func:`fit_prefix`): the prefix is kept within ``token_budget -
+suffix_reserve`` tokens of the real tokenizer by dropping the least useful parts first:
+
+1. the oldest own history items, down to ``history_keep`` newest ones;
+2. the farthest neighbours, down to ``neighbours_keep``;
+3. the older items of the remaining neighbours (farthest first), down to one each;
+4. the rest of the own history, oldest first;
+5. the rest of the neighbours' items, farthest first.
+
+The instruction and the target are never cut (a suffix longer than its reserve makes the
+prompt exceed the budget; the builder reports how many do).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from transformers import PreTrainedTokenizerBase
+
+from optirag.llm.config import AnswerConfig
+from optirag.llm.scoring import AnswerTokenError, answer_tokens
+from optirag.prompts.config import PromptsConfig
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One rated item as a prompt shows it (`text` from :func:`item_text`)."""
+    text: str
+    rating: float | None = None
+    label: int | None = None
+
+
+class Prefix(NamedTuple):
+    text: str
+    n_tokens: int
+    n_history: int
+    n_neighbours: int
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return not (isinstance(value, str) and not value.strip())
+
+
+def item_text(row: Mapping[str, Any], title_chars: int | None = None) -> str:
+    """`Title (Author, Year; Genre, Genre)` from an `items` row; absent fields are left out.
+    `title_chars` shortens the title (context items only, never the target)."""
+    title = str(row["title"]).strip()
+    if title_chars is not None and len(title) > title_chars:
+        title = title[: title_chars - 3].rstrip() + "..."
+    parts = []
+    if _present(row.get("author")):
+        parts.append(str(row["author"]).strip())
+    year = row.get("year")
+    if _present(year) and int(year) > 0:
+        parts.append(str(int(year)))
+    genres = row.get("genres")
+    genre_text = ", ".join(str(g) for g in genres) if genres is not None and len(genres) else ""
+    inside = ", ".join(parts)
+    if genre_text:
+        inside = f"{inside}; {genre_text}" if inside else genre_text
+    return f"{title} ({inside})" if inside else title
+
+
+def interaction_line(it: Interaction, cfg: PromptsConfig, rating_max: float) -> str:
+    shown = []
+    if cfg.show in ("both", "rating") and it.rating is not None:
+        shown.append(f"{it.rating:g}/{rating_max:g}")
+    if cfg.show in ("both", "label") and it.label is not None:
+        shown.append("liked" if it.label else "disliked")
+    return f"- {it.text}: {', '.join(shown)}" if shown else f"- {it.text}"
+
+
+def _prefix_lines(history: Sequence[Interaction], blocks: Sequence[Sequence[Interaction]],
+                  cfg: PromptsConfig, rating_max: float) -> list[str]:
+    lines = [cfg.instruction.format(rating_max=rating_max)]
+    blocks = [b for b in blocks if b]
+    if blocks:
+        lines.append(cfg.neighbours_header)
+        for letter, block in zip(LETTERS, blocks):
+            lines.append(f"User {letter}:")
+            lines.extend(interaction_line(it, cfg, rating_max) for it in block)
+    if history:
+        lines.append(cfg.history_header)
+        lines.extend(interaction_line(it, cfg, rating_max) for it in history)
+    else:
+        lines.append(cfg.no_history)
+    return lines
+
+
+def render_prefix(history: Sequence[Interaction], blocks: Sequence[Sequence[Interaction]],
+                  cfg: PromptsConfig, rating_max: float) -> str:
+    """The prefix text, untrimmed; every line ends with a newline."""
+    return "".join(line + "\n" for line in _prefix_lines(history, blocks, cfg, rating_max))
+
+
+def build_suffix(target_text: str, cfg: PromptsConfig) -> str:
+    """Target line + question + answer cue: the target-dependent end of the prompt."""
+    return f"{cfg.target_line.format(item=target_text)}\n{cfg.question}\n{cfg.answer_cue}"
+
+
+def trim_steps(history: Sequence[Interaction], blocks: Sequence[Sequence[Interaction]],
+               cfg: PromptsConfig) -> Iterator[tuple[list[Interaction], list[list[Interaction]]]]:
+    """The untrimmed (history, blocks), then each state after one more least-useful drop,
+    in the order of the module docstring, ending with nothing left but the instruction."""
+    hist = list(history)
+    blks = [list(b) for b in blocks if b]
+    yield list(hist), [list(b) for b in blks]
+
+    def state():
+        return list(hist), [list(b) for b in blks]
+
+    while len(hist) > cfg.history_keep:            # 1. oldest own items
+        hist.pop(0)
+        yield state()
+    while len(blks) > cfg.neighbours_keep:         # 2. farthest neighbours
+        blks.pop()
+        yield state()
+    for block in reversed(blks):                   # 3. neighbours' older items
+        while len(block) > 1:
+            block.pop()
+            yield state()
+    while hist:                                    # 4. the rest of the own history
+        hist.pop(0)
+        yield state()
+    while blks:                                    # 5. the rest of the neighbours
+        blks[-1].pop()
+        if not blks[-1]:
+            blks.pop()
+        yield state()
+
+
+def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
+    """Tokens the scorer sees for `text` (with the tokenizer's special tokens, e.g. BOS)."""
+    return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def build_prefix(history: Sequence[Interaction], neighbour_blocks: Sequence[Sequence[Interaction]],
+                 cfg: PromptsConfig, tokenizer: PreTrainedTokenizerBase,
+                 rating_max: float) -> Prefix:
+    """The prefix within ``cfg.prefix_budget()`` tokens (see the module docstring).
+
+    `history` is oldest first and already capped at `history_max` by the caller's
+    leakage-safe selection (only the newest `history_max` are kept here again);
+    `neighbour_blocks` is nearest user first, each user's items most recent first.
+    Line token counts are summed to skip quickly past states that cannot fit; every
+    accepted state is then counted exactly on the rendered text.
+    """
+    history = list(history)[-cfg.history_max:] if cfg.history_max else []
+    blocks = [list(b)[: cfg.items_per_neighbour] for b in neighbour_blocks[: cfg.k]]
+    limit = cfg.prefix_budget()
+    special = count_tokens(tokenizer, "")
+    cache: dict[str, int] = {}
+
+    def estimate(lines: list[str]) -> int:
+        todo = [ln for ln in lines if ln not in cache]
+        if todo:
+            ids = tokenizer([ln + "\n" for ln in todo], add_special_tokens=False)["input_ids"]
+            cache.update({ln: len(x) for ln, x in zip(todo, ids)})
+        return special + sum(cache[ln] for ln in lines)
+
+    last = None
+    for hist, blks in trim_steps(history, blocks, cfg):
+        last = (hist, blks)
+        if estimate(_prefix_lines(hist, blks, cfg, rating_max)) > limit:
+            continue
+        text = render_prefix(hist, blks, cfg, rating_max)
+        n = count_tokens(tokenizer, text)
+        if n <= limit:
+            return Prefix(text, n, len(hist), sum(1 for b in blks if b))
+    hist, blks = last  # only the instruction left and still over: keep it, report the size
+    text = render_prefix(hist, blks, cfg, rating_max)
+    return Prefix(text, count_tokens(tokenizer, text), 0, 0)
+
+
+def check_answer_boundary(tokenizer: PreTrainedTokenizerBase, prompt: str,
+                          answer: AnswerConfig) -> None:
+    """Fail clearly unless `prompt` + each answer word tokenizes as prompt's tokens + one
+    answer token: the scorer reads P(Yes) at the prompt's last position."""
+    ids = answer_tokens(tokenizer, answer)
+    space = " " if answer.leading_space else ""
+    base = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    for word, token in ((answer.yes_word, ids.yes_id), (answer.no_word, ids.no_id)):
+        full = tokenizer(prompt + space + word, add_special_tokens=True)["input_ids"]
+        if full != base + [token]:
+            raise AnswerTokenError(
+                f"the prompt's answer cue {prompt[-20:]!r} followed by {space + word!r} does not "
+                "tokenize as the cue + one answer token; change prompts.answer_cue or "
+                "model.answer.leading_space")

@@ -1,0 +1,224 @@
+"""Assemble REPORT.md: Tables 2-4, Figures 2-5, the environment, ours vs the paper.
+
+Every number comes from the inputs; a missing input is a "not run" cell, and each
+comparison sentence is generated from the two numbers it compares.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from optirag.reporting import figures, paper
+from optirag.reporting import numbers as N
+from optirag.reporting.inputs import ReportInputs, pick
+
+NOT_RUN = "not run"
+
+
+def fmt(v: N.Value | float | None) -> str:
+    if v is None:
+        return NOT_RUN
+    if isinstance(v, N.Value):
+        spread = f" ± {v.std:.2f}" if v.std is not None and v.n > 1 else ""
+        return f"{v.mean:.2f}{spread}" + (f" (n={v.n})" if v.n > 1 else "")
+    return f"{v:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
+def compare(what: str, dataset: str, ours: N.Value | None, published: float | None, paper_ds: str | None) -> str | None:
+    """One sentence on one difference, worded from the numbers alone."""
+    if ours is None or published is None:
+        return None
+    delta = ours.mean - published
+    if ours.std is not None and ours.n > 1 and abs(delta) <= ours.std:
+        size = "within one standard deviation of our seeds"
+    elif abs(delta) < 1:
+        size = "less than one point apart"
+    else:
+        size = f"{abs(delta):.2f} points {'above' if delta > 0 else 'below'} the paper"
+    return (f"{what} on {dataset}: ours {ours.mean:.2f} vs the paper's {published:.2f} "
+            f"on {paper_ds} ({delta:+.2f}; {size}).")
+
+
+def _rank_sentence(dataset: str, ours: dict[str, N.Value | None], published: dict[str, float | None]) -> str | None:
+    have = {k: v.mean for k, v in ours.items() if v is not None}
+    pub = {k: v for k, v in published.items() if v is not None}
+    if len(have) < 2 or len(pub) < 2:
+        return None
+    best_ours, best_pub = max(have, key=have.get), max(pub, key=pub.get)
+    agree = "the same model as" if best_ours == best_pub else "unlike"
+    return (f"Best full-shot baseline on {dataset}: {best_ours} ({have[best_ours]:.2f}) in our run, "
+            f"{agree} the paper ({best_pub}, {pub[best_pub]:.2f}).")
+
+
+def table2(inputs: ReportInputs) -> tuple[list[str], list[str]]:
+    lines, sentences = ["## Table 2: AUC per model (test split)", "",
+                        "Full-shot baselines: trained on the whole train split, mean ± std over seeds. "
+                        "LLM rows: the scorer tuned per prompt variant (one run). AUC x 100.", ""], []
+    for d in inputs.datasets:
+        pds = paper.PAPER_DATASET.get(d)
+        rows, base_ours, base_pub = [], {}, {}
+        entries = ([("Full-shot", name, N.baseline_auc(inputs, d, key)) for name, key in N.BASELINES]
+                   + [("Zero-shot", "SmolLM2 untuned (no retrieval)", N.llm_auc(inputs, d, "zero_shot/none"))]
+                   + [("Few-shot", name, N.llm_auc(inputs, d, key)) for name, key in N.LLM_RUNS]
+                   + [("Few-shot", "GCN-earlyexit", N.early_exit_auc(inputs, d))])
+        for cat, name, ours in entries:
+            pub = paper.TABLE2.get(name, {}).get(pds) if pds else None
+            delta = f"{ours.mean - pub:+.2f}" if ours is not None and pub is not None else ""
+            rows.append([cat, name, fmt(ours), fmt(pub) if pub is not None else "—", delta])
+            s = compare(name, d, ours, pub, pds)
+            if s:
+                sentences.append(s)
+            if cat == "Full-shot":
+                base_ours[name], base_pub[name] = ours, pub
+        lines += [f"### {d}" + (f" (paper: {pds})" if pds else " (no counterpart in the paper)"), ""]
+        n_test, pos = pick(inputs.baselines.get(d), "split_sizes.test"), pick(inputs.baselines.get(d), "test_positive_rate")
+        if n_test is not None and pos is not None:
+            # a test split with a handful of negatives makes every AUC here noisy
+            lines += [f"Test split: {n_test} samples, {100 * pos:.1f}% positive "
+                      f"({round(n_test * (1 - pos))} negatives).", ""]
+        lines += _table(["Category", "Model", "Ours AUC", "Paper AUC", "Δ"], rows)
+        rank = _rank_sentence(d, base_ours, base_pub)
+        if rank:
+            sentences.append(rank)
+    return lines, sentences
+
+
+def table3(inputs: ReportInputs) -> tuple[list[str], list[str]]:
+    rows, sentences = [], []
+    for d in inputs.datasets:
+        pds = paper.PAPER_DATASET.get(d)
+        ours = N.retrieval_layers(inputs, d)
+        for key, label in (("average", "Average of layers"), ("last_layer", "Last layer")):
+            pub = paper.TABLE3.get(pds, {}).get(key) if pds else None
+            rows.append([d, label, fmt(ours[key]), fmt(pub) if pub is not None else "—"])
+            v = N.Value(ours[key]) if ours[key] is not None else None
+            s = compare(f"GCN retriever ({label.lower()})", d, v, pub, pds)
+            if s:
+                sentences.append(s)
+        if ours["average"] is not None and ours["last_layer"] is not None:
+            better = "average" if ours["average"] > ours["last_layer"] else (
+                "last-layer" if ours["last_layer"] > ours["average"] else "neither")
+            sentences.append(f"On {d} the {better} embedding gives the higher AUC in our run "
+                             f"({ours['average']:.2f} vs {ours['last_layer']:.2f}).")
+    return (["## Table 3: retriever embeddings, average of layers vs last layer", "",
+             *_table(["Dataset", "Retrieval layer", "Ours AUC", "Paper AUC"], rows)], sentences)
+
+
+def table4(inputs: ReportInputs) -> tuple[list[str], list[str]]:
+    rows, sentences, notes = [], [], set()
+    for d in inputs.datasets:
+        pds = paper.PAPER_DATASET.get(d)
+        for retr, ee in ((False, False), (True, False), (False, True), (True, True)):
+            variant = "gcn" if retr else "none"
+            if ee:
+                auc, (speed, note) = N.early_exit_auc(inputs, d, variant), N.early_exit_speed(inputs, d, variant, variant)
+                if note:
+                    notes.add(note)
+            else:
+                auc, speed = N.llm_auc(inputs, d, variant), N.llm_speed(inputs, d, variant)
+            pub = paper.TABLE4.get(pds, {}).get((retr, ee)) if pds else None
+            rows.append([d, "w/" if retr else "w/o", "w/" if ee else "w/o", fmt(auc),
+                         NOT_RUN if speed is None else f"{float(speed):.2f}",
+                         f"{pub[0]:.2f} ({pub[1]:.2f})" if pub else "—"])
+            # the other three cells are Table 2's TALLRec / GCN rows, compared there
+            s = compare("Early exit without a retriever", d, auc, pub[0] if pub else None, pds) \
+                if (retr, ee) == (False, True) else None
+            if s:
+                sentences.append(s)
+        ee_run = N.early_exit(inputs, d, "gcn")
+        if ee_run and pick(ee_run, "mean_exit_layer") is not None:
+            notes.add(f"{d}: mean exit layer {float(ee_run['mean_exit_layer']):.1f} of "
+                      f"{pick(ee_run, 'n_layers') or '?'}, FLOPs ratio {fmt(pick(ee_run, 'flops_ratio'))}, "
+                      f"AUC without exit {fmt(N.points(pick(ee_run, 'auc_full')))}")
+        base, fast = N.llm_speed(inputs, d, "gcn"), N.early_exit_speed(inputs, d, "gcn", "gcn")[0]
+        if base and fast:
+            sentences.append(f"Early exit changes the GCN-retriever scorer's throughput on {d} by "
+                             f"x{fast / base:.2f} in our run (paper on {pds or 'its datasets'}: "
+                             + (f"x{paper.TABLE4[pds][(True, True)][1] / paper.TABLE4[pds][(True, False)][1]:.2f})." if pds else "n/a)."))
+    lines = ["## Table 4: ablation, retriever x early exit", "",
+             "AUC x 100 on the test split; samples/s of the scorer on this machine "
+             "(paper: requests/s per A100).", "",
+             *_table(["Dataset", "Retriever", "Early exit", "Ours AUC", "Ours samples/s", "Paper AUC (RPS)"], rows)]
+    lines += [f"- Early exit: {n}." for n in sorted(notes)]
+    return lines + [""], sentences
+
+
+def figure_sections(inputs: ReportInputs, out_dir: Path) -> list[str]:
+    lines = ["## Figure 2: retrieval time, GCN vs LLM retriever", ""]
+    speedups, rows = {}, []
+    for d in inputs.datasets:
+        secs = N.retrieval_seconds(inputs, d)
+        rows.append([d, fmt(secs["gcn"]), fmt(secs["llm"]),
+                     f"{secs['llm'] / secs['gcn']:.1f}x" if secs["gcn"] and secs["llm"] else NOT_RUN])
+        if secs["gcn"] and secs["llm"]:
+            speedups[d] = secs["llm"] / secs["gcn"]
+    lines += _table(["Dataset", "GCN seconds", "LLM seconds", "GCN speed-up"], rows)
+    if speedups:
+        figures.retrieval_speedup(speedups, out_dir / "figures" / "fig2_retrieval_speedup.png")
+        lines += ["![Figure 2](figures/fig2_retrieval_speedup.png)", ""]
+    for num, param, label in ((3, "tau", "threshold τ"), (4, "window", "window m"), (5, "k", "retrieved users k")):
+        lines += [f"## Figure {num}: AUC and throughput vs {label}", ""]
+        drawn = False
+        for d in inputs.datasets:
+            pts = N.sweep(inputs, d, param)
+            if not pts:
+                continue
+            kind = next((p["speed_kind"] for p in pts if p["speed_kind"]), None) or "samples/s"
+            name = f"fig{num}_{param}_{d}.png"
+            figures.auc_and_speed(pts, label, kind, f"{d}: AUC and {kind} vs {label}", out_dir / "figures" / name)
+            lines += [f"![Figure {num} {d}](figures/{name})", "",
+                      *_table([label, "AUC", kind], [[f"{p['x']:g}", fmt(p["auc"]), fmt(p["speed"])] for p in pts])]
+            drawn = True
+        if not drawn:
+            lines += [f"{NOT_RUN}: no `sweeps.{param}` in reports/bench/early_exit.json.", ""]
+    return lines
+
+
+def environment_section(env: dict, inputs: ReportInputs) -> list[str]:
+    lines = ["## Environment", "",
+             f"- CPU: {env['cpu']} ({env['cores']} cores), RAM {env['ram_gib']} GiB, GPU: {env['gpu']}",
+             f"- OS: {env['os']}; Python {env['python']}",
+             "- Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items())]
+    for d in inputs.datasets:
+        seeds = pick(inputs.baselines.get(d), "seeds")
+        eval_seed = pick(inputs.llm_eval.get(d), "evaluation.seed")
+        lines.append(f"- Seeds ({d}): baselines {seeds if seeds is not None else NOT_RUN}; "
+                     f"LLM evaluation subset {eval_seed if eval_seed is not None else NOT_RUN}")
+    rows = [[d, r.get("role", ""), Path(str(r.get("source_file", ""))).name, str(r.get("accepted", "")),
+             str(r.get("quarantined", "")), f"`{str(r.get('sha256', ''))[:16]}…`", str(r.get("data_version", ""))]
+            for d in inputs.datasets for r in inputs.manifest.get(d, [])]
+    lines += ["", "Data checksums (the `manifest` table):", ""]
+    lines += _table(["Dataset", "Role", "File", "Accepted", "Quarantined", "sha256", "Data version"], rows) \
+        if rows else [f"{NOT_RUN}: no manifest rows read.", ""]
+    return lines
+
+
+def build_report(inputs: ReportInputs, env: dict, out_dir: Path, jobs_run: list[dict] | None = None) -> str:
+    """Write <out_dir>/REPORT.md (+ figures/) and return its text."""
+    out_dir = Path(out_dir)
+    t2, s2 = table2(inputs)
+    t3, s3 = table3(inputs)
+    t4, s4 = table4(inputs)
+    lines = ["# OptiRAG report: the paper's tables on our data", "",
+             f"Datasets: {', '.join(inputs.datasets)}. Paper setup: {paper.SETUP}. "
+             "Regenerate with `make report`; cells read \"not run\" where an input is missing.", "",
+             *t2, *t3, *t4, *figure_sections(inputs, out_dir),
+             "## Ours vs the paper", "",
+             *([f"- {s}" for s in s2 + s3 + s4] or [f"- {NOT_RUN}: nothing to compare yet."]), "",
+             *environment_section(env, inputs)]
+    if jobs_run:
+        lines += ["", "Jobs run by this report (missing inputs), with wall time:", "",
+                  *_table(["Command", "Seconds", "Exit"],
+                          [[f"`{j['command']}`", f"{j['seconds']:.0f}", str(j["rc"])] for j in jobs_run])]
+    if inputs.problems:
+        lines += ["", "Problems:", "", *[f"- {p}" for p in inputs.problems]]
+    text = "\n".join(lines).rstrip() + "\n"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".REPORT.md.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out_dir / "REPORT.md")
+    return text

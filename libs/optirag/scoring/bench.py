@@ -1,0 +1,171 @@
+"""`make bench-scoring`: what prefix sharing and early exit buy, measured in one run.
+
+Variants on the same rows (users x candidates_per_user, prompts from the nightly context,
+the scorer and heads the nightly job would load), interleaved repeats, medians:
+  (a) full depth, independent prompts   (b) early exit, independent prompts
+  (c) full depth, shared user prefix    (d) early exit + shared prefix
+Then the whole Ray job at 1 and 2 scorer actors, and its peak memory (driver + Ray
+workers, sampled) at two candidate-set sizes, which must stay flat (streaming). The
+roofline ratio compares the model FLOP/s achieved by (a) with a measured fp32 matmul
+peak at the same thread count.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def matmul_peak_flops(threads: int, n: int = 1024, repeats: int = 5) -> float:
+    """Best fp32 GEMM FLOP/s at `threads` threads (the roofline's compute ceiling)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
+    return best
+
+
+def forward_flops(model, tokens: int, context: float) -> float:
+    """~2 x non-embedding params per token + attention (4 x layers x hidden x context)."""
+    cfg = model.config
+    params = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
+    return tokens * (2 * params + 4 * cfg.num_hidden_layers * cfg.hidden_size * context)
+
+
+def time_variants(model, heads, rule, prefix_ids, suffix_ids, group, batch_size, pad_id,
+                  repeats: int) -> dict[str, Any]:
+    from optirag.early_exit.heads import ExitHeads
+    from optirag.early_exit.config import EarlyExitConfig
+    from optirag.early_exit.rules import never_exit
+    from optirag.scoring.prefix import score_independent, score_shared_prefix
+
+    full_heads = ExitHeads.from_model(model, heads.answer, EarlyExitConfig(exit_layers=[]))
+    variants = {
+        "full_independent": (score_independent, full_heads, never_exit),
+        "exit_independent": (score_independent, heads, rule),
+        "full_prefix": (score_shared_prefix, full_heads, never_exit),
+        "exit_prefix": (score_shared_prefix, heads, rule),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    outputs = {}
+    for _ in range(repeats):  # interleaved: machine noise hits every variant alike
+        for name, (fn, h, r) in variants.items():
+            t = time.perf_counter()
+            outputs[name] = fn(model, h, r, prefix_ids, suffix_ids, group, batch_size, pad_id)
+            times[name].append(time.perf_counter() - t)
+    rows = len(group)
+    result = {name: {"seconds_median": statistics.median(ts), "seconds": ts,
+                     "rows_per_s": rows / statistics.median(ts),
+                     "mean_exit_layer": float(outputs[name].exit_layer.float().mean()),
+                     "layer_flops_ratio": outputs[name].layer_flops_ratio}
+              for name, ts in times.items()}
+    full = outputs["full_independent"].p_yes
+    result["parity_max_abs_diff"] = {
+        "full_prefix_vs_full_independent": float((outputs["full_prefix"].p_yes - full).abs().max()),
+        "exit_prefix_vs_exit_independent": float(
+            (outputs["exit_prefix"].p_yes - outputs["exit_independent"].p_yes).abs().max()),
+    }
+    return result
+
+
+class TreeRss:
+    """Peak summed RSS of a process and all its descendants (sampled)."""
+
+    def __init__(self, pid: int, every: float = 0.25):
+        import psutil
+
+        self.proc, self.every, self.peak = psutil.Process(pid), every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            try:
+                for p in [self.proc] + self.proc.children(recursive=True):
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                break
+            self.peak = max(self.peak, total)
+            time.sleep(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def run_job_measured(args: list[str], repo: Path) -> dict[str, Any]:
+    """Run `python -m jobs.score ...` as a child; its summary + the tree's peak RSS."""
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.score", *args], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    with TreeRss(proc.pid) as rss:
+        out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"jobs.score {' '.join(args)} failed (exit {proc.returncode})")
+    summary = json.loads(out.strip().splitlines()[-1])
+    summary["peak_rss_mb"] = rss.peak / 2 ** 20
+    return summary
+
+
+def environment() -> dict[str, Any]:
+    import psutil
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "ram_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def summarize(variants: dict[str, Any]) -> dict[str, float]:
+    base = variants["full_independent"]["seconds_median"]
+    return {"speedup_exit": base / variants["exit_independent"]["seconds_median"],
+            "speedup_prefix": base / variants["full_prefix"]["seconds_median"],
+            "speedup_both": base / variants["exit_prefix"]["seconds_median"]}
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["full_independent", "exit_independent", "full_prefix", "exit_prefix"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.bar(names, [result["throughput"][n] for n in names], color=["#888", "#4a8", "#48c", "#c84"])
+    ax.set_ylabel("rows / s")
+    ax.set_title(f"Scoring throughput, {result['candidates_per_user']} candidates/user")
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def rng_rows(n_users: int, per_user: int, users: list[str], items: list[str], seed: int = 0):
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(users), size=min(n_users, len(users)), replace=False)
+    rows = []
+    for g, u in enumerate(picked):
+        for it in rng.choice(len(items), size=per_user, replace=False):
+            rows.append((g, users[u], items[it]))
+    return rows

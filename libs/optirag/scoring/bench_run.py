@@ -1,0 +1,126 @@
+"""Body of ``jobs.bench_scoring`` (see optirag.scoring.bench for what is measured)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import functions as F
+
+from optirag.config import Config
+from optirag.scoring import bench
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _bench_rows(spark, cfg: Config, date: str, n_users: int, per_user: int):
+    """The first n_users users (by user_id) with >= per_user non-eval candidates, and
+    their first per_user candidates (the candidate order: neighbour items, then popular)."""
+    from optirag.tables import CANDIDATES, read_table
+
+    cand = (read_table(spark, CANDIDATES, cfg.dataset_lake())
+            .where((F.col("score_date") == date) & (F.col("source") != "eval")))
+    users = (cand.groupBy("user_id").count().where(F.col("count") >= per_user)
+             .orderBy("user_id").limit(n_users))
+    rows = cand.join(users.select("user_id"), "user_id").select("user_id", "item_id").collect()
+    by_user: dict[str, list[str]] = {}
+    for r in sorted(rows, key=lambda r: (r.user_id, r.item_id)):
+        by_user.setdefault(r.user_id, []).append(r.item_id)
+    return {u: items[:per_user] for u, items in by_user.items()}
+
+
+def _job_args(cfg: Config, args, *sets: str) -> list[str]:
+    out = ["--dataset", cfg.dataset.name, "--lake", cfg.lake, "--date", args.date, "--model", args.model]
+    for s in list(args.overrides) + list(sets):
+        out += ["--set", s]
+    return out
+
+
+def run_bench(cfg: Config, args) -> dict[str, Any]:
+    from optirag.scoring.candidates import write_candidates
+    from optirag.scoring.context import item_suffixes, user_prefixes
+    from optirag.scoring.pipeline import load_scorer, resolve_models, scoring_config
+    from optirag.scoring.prefix import encode_pairs
+    from optirag.spark import get_spark
+    from optirag.tables import CANDIDATES, read_table
+
+    spark = get_spark(cfg)
+    scfg = scoring_config(cfg)
+    have = (Path(CANDIDATES.path(cfg.dataset_lake()), "_delta_log").is_dir() and
+            read_table(spark, CANDIDATES, cfg.dataset_lake()).where(F.col("score_date") == args.date).limit(1).count())
+    if not have:
+        print(f"building candidates for {args.date}", flush=True)
+        write_candidates(spark, cfg, args.date)
+
+    # --- (a)-(d) in process, same rows, interleaved repeats -------------------------------
+    chosen = _bench_rows(spark, cfg, args.date, args.users, args.candidates_per_user)
+    spec = resolve_models(cfg, scfg)
+    tokenizer_dir = spec["scorer_dir"] or spec["base_dir"]
+    users_df = spark.createDataFrame([(u,) for u in chosen], "user_id string")
+    prefixes, _ = user_prefixes(spark, cfg, users_df, scfg.variant, tokenizer_dir)
+    suffixes = item_suffixes(spark, cfg, spark.createDataFrame([(i,) for u in chosen for i in chosen[u]], "item_id string"))
+    prefix_text = dict(zip(prefixes["user_id"].to_pylist(), prefixes["prefix"].to_pylist()))
+    suffix_text = dict(zip(suffixes["item_id"].to_pylist(), suffixes["suffix"].to_pylist()))
+    users = sorted(chosen)
+    group = [g for g, u in enumerate(users) for _ in chosen[u]]
+    model, tokenizer, heads, rule = load_scorer(spec)
+    prefix_ids, suffix_ids = encode_pairs(tokenizer, [prefix_text[u] for u in users],
+                                          [suffix_text[i] for u in users for i in chosen[u]])
+    print(f"timing 4 variants x {args.repeats} on {len(group)} rows "
+          f"({len(users)} users x {args.candidates_per_user})", flush=True)
+    variants = bench.time_variants(model, heads, rule, prefix_ids, suffix_ids, group,
+                                   scfg.batch_size, tokenizer.pad_token_id, args.repeats)
+    speedups = bench.summarize(variants)
+
+    prefix_len = sum(len(prefix_ids[g]) for g in group) / len(group)
+    suffix_len = sum(len(s) for s in suffix_ids) / len(suffix_ids)
+    tokens = len(group) * (prefix_len + suffix_len)
+    achieved = bench.forward_flops(model, tokens, (prefix_len + suffix_len) / 2) / \
+        variants["full_independent"]["seconds_median"]
+    peak = bench.matmul_peak_flops(scfg.torch_threads)
+    del model
+
+    # --- the Ray job: 1 and 2 scorer actors on the same rows ------------------------------
+    actors = {}
+    for n in (1, 2):
+        print(f"Ray job, {n} actor(s), {args.job_rows} rows", flush=True)
+        summary = bench.run_job_measured(_job_args(
+            cfg, args, f"scoring.max_rows={args.job_rows}", f"scoring.actors={n}",
+            f"scoring.actor_num_cpus={1.0 if n == 1 else 0.75}"), REPO)
+        actors[str(n)] = {k: summary[k] for k in ("scored", "rows_per_second", "scoring_seconds",
+                                                  "mean_exit_layer", "peak_rss_mb")}
+
+    # --- memory vs candidate-set size (streaming: must stay flat) --------------------------
+    memory = {}
+    for rows in [int(x) for x in args.memory_rows.split(",") if x]:
+        print(f"memory run: {rows} rows with the {args.memory_model} model", flush=True)
+        summary = bench.run_job_measured(
+            ["--dataset", cfg.dataset.name, "--lake", cfg.lake, "--date", args.date,
+             "--model", args.memory_model, "--set", f"scoring.max_rows={rows}",
+             "--set", "scoring.scorer_version=base", "--set", "scoring.early_exit=false",
+             "--set", "scoring.block_rows=512"], REPO)
+        memory[str(rows)] = {"peak_rss_mb": summary["peak_rss_mb"], "scored": summary["scored"],
+                             "rows_per_second": summary["rows_per_second"]}
+
+    result = {
+        "dataset": cfg.dataset.name, "model": spec["model_version"], "variant": scfg.variant,
+        "rows": len(group), "users": len(users), "candidates_per_user": args.candidates_per_user,
+        "batch_size": scfg.batch_size, "torch_threads": scfg.torch_threads, "repeats": args.repeats,
+        "mean_prefix_tokens": prefix_len, "mean_suffix_tokens": suffix_len,
+        "throughput": {k: v["rows_per_s"] for k, v in variants.items() if isinstance(v, dict) and "rows_per_s" in v},
+        **speedups,
+        "variants": variants,
+        "actors": actors,
+        "peak_rss_mb": memory,
+        "model_flops_per_s": achieved, "matmul_peak_flops_per_s": peak,
+        "roofline_ratio": achieved / peak,
+        "environment": bench.environment(),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    bench.plot(result, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return result

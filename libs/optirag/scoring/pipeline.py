@@ -1,0 +1,374 @@
+"""The nightly scoring job's body: candidates[date] -> Ray Data -> scores[date] (Delta).
+
+    read      the date's candidate files (Delta log -> Parquet files, streamed)
+    prompts   CPU map_batches actors: attach each user's prefix ids and each item's suffix
+              ids (tokenized once per actor); unknown users/items get a reject reason
+    score     map_batches actor pool: each actor loads the scorer and exit heads once and
+              scores its batches with shared user prefixes and per-sample early exit
+    stage     the driver streams finished batches into Parquet files under
+              <lake>/<dataset>/_staging/scores/<date>/ and prints rows, rows/s and ETA
+    commit    one Delta commit replaces the date's partition of `scores` (and of
+              `score_rejects`) with the staged rows, then the staging folder is removed
+
+Crash safety: until the commit nothing in `scores` changes, and the commit is a single
+atomic Delta transaction (deltalake ``predicate`` overwrite), so a run killed at any point
+leaves the table as it was; the next run of that date clears the stale staging folder
+and starts over. Re-running a date replaces exactly that date (idempotent). One run per
+date at a time (the DAGs guarantee it). Rows pass through the driver on their way to the
+staging files; at LLM scoring speeds (hundreds of rows/s per worker) that is never the
+bottleneck, and it gives exact progress.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from optirag.config import Config, ConfigError, section
+from optirag.tables import CANDIDATES, SCORE_REJECTS, SCORES, arrow_schema
+
+log = logging.getLogger(__name__)
+
+
+class ScoringConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variant: str = "gcn"                 # prompt variant = scorer/exit-heads variant
+    scorer_version: str | None = None    # None: promoted, else newest; "base": untuned model
+    heads_version: str | None = None     # None: promoted, else newest (must fit the scorer)
+    early_exit: bool = True
+    shared_prefix: bool = True
+    batch_size: int = Field(32, ge=1)    # rows per model forward
+    block_rows: int = Field(256, ge=1)   # rows per Ray Data batch
+    actors: int = Field(1, ge=1)
+    actor_num_cpus: float = Field(1.0, gt=0)
+    prompt_num_cpus: float = Field(0.25, gt=0)
+    read_num_cpus: float = Field(0.25, gt=0)
+    num_gpus: float = Field(0.0, ge=0)   # per scorer actor (GPU workers on a cluster)
+    torch_threads: int = Field(1, ge=1)
+    max_rows: int | None = Field(None, ge=1)
+    progress_seconds: float = Field(10.0, gt=0)
+
+
+def scoring_config(cfg: Config) -> ScoringConfig:
+    return section(ScoringConfig, cfg.scoring, "scoring")
+
+
+# ---------------------------------------------------------------------------------------
+# the model an actor runs: resolved on the driver, loaded in each actor
+# ---------------------------------------------------------------------------------------
+
+def resolve_models(cfg: Config, scfg: ScoringConfig) -> dict[str, Any]:
+    """Folders and versions of the scorer and heads, checked on the driver (clear errors
+    before any actor starts)."""
+    from optirag import registry
+    from optirag.llm.config import ModelConfig
+    from optirag.llm.loading import prepare_model
+
+    model_cfg = ModelConfig.model_validate(cfg.model)
+    spec: dict[str, Any] = {"model_cfg": model_cfg.model_dump(), "early_exit_cfg": cfg.early_exit,
+                            "early_exit": scfg.early_exit, "torch_threads": scfg.torch_threads}
+    if scfg.scorer_version == "base":
+        spec.update(scorer_dir=None, base_dir=str(prepare_model(model_cfg)),
+                    model_version=f"{model_cfg.name}-base")
+    else:
+        folder = registry.resolve(cfg, f"scorer/{scfg.variant}", scfg.scorer_version)
+        spec.update(scorer_dir=str(folder), model_version=registry.read_meta(folder)["model_version"])
+    spec["heads_dir"] = None
+    if scfg.early_exit:
+        heads = registry.resolve(cfg, f"exit_heads/{scfg.variant}", scfg.heads_version)
+        meta = registry.read_meta(heads)
+        if meta["model_version"] != spec["model_version"]:
+            raise ConfigError(
+                f"exit heads {heads} were trained for scorer {meta['model_version']!r}, but the "
+                f"scorer is {spec['model_version']!r}: run jobs.train_exit_heads --variant "
+                f"{scfg.variant} (or --set scoring.early_exit=false)")
+        spec["heads_dir"] = str(heads)
+    return spec
+
+
+def load_scorer(spec: dict[str, Any]):
+    """(model, tokenizer, heads, rule) in eval mode, as `spec` (from resolve_models) says."""
+    import torch
+
+    from optirag.early_exit.config import EarlyExitConfig
+    from optirag.early_exit.heads import ExitHeads, load_exit_heads
+    from optirag.early_exit.rules import build_rule, never_exit
+    from optirag.llm.config import ModelConfig
+    from optirag.llm.loading import load_model_from
+    from optirag.llm.scoring import answer_tokens
+    from optirag.llm.tuning import load_tuned
+
+    torch.set_num_threads(spec["torch_threads"])
+    model_cfg = ModelConfig.model_validate(spec["model_cfg"])
+    if spec["scorer_dir"] is None:
+        model, tokenizer = load_model_from(spec["base_dir"], model_cfg)
+    else:
+        model, tokenizer, _ = load_tuned(spec["scorer_dir"], model_cfg)
+    answer = answer_tokens(tokenizer, model_cfg.answer)
+    ee_cfg = EarlyExitConfig.model_validate(spec["early_exit_cfg"])
+    if spec["heads_dir"]:
+        heads = load_exit_heads(spec["heads_dir"], model, answer, spec["model_version"])
+        rule = build_rule(ee_cfg)
+    else:  # full depth: only the model's own head at the last layer
+        heads, rule = ExitHeads.from_model(model, answer, EarlyExitConfig(exit_layers=[])), never_exit
+    return model, tokenizer, heads, rule
+
+
+# ---------------------------------------------------------------------------------------
+# Ray Data stages
+# ---------------------------------------------------------------------------------------
+
+def _get(value: Any) -> Any:
+    import ray
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
+class AttachPrompts:
+    """CPU stage: user prefix ids and item suffix ids per candidate row, or a reject reason."""
+
+    def __init__(self, prefixes: Any, suffixes: Any, tokenizer_dir: str, score_date: str):
+        from optirag.llm.loading import load_tokenizer
+
+        prefixes, suffixes = _get(prefixes), _get(suffixes)
+        self.prefix = dict(zip(prefixes["user_id"].to_pylist(), prefixes["prefix"].to_pylist()))
+        self.suffix = dict(zip(suffixes["item_id"].to_pylist(), suffixes["suffix"].to_pylist()))
+        self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.score_date = score_date
+        self.prefix_ids: dict[str, list[int]] = {}
+        self.suffix_ids: dict[str, list[int]] = {}
+
+    def _ids(self, cache: dict, texts: dict, keys: list[str], specials: bool) -> None:
+        todo = sorted({k for k in keys if k not in cache})
+        if todo:
+            encoded = self.tokenizer([texts[k] for k in todo], add_special_tokens=specials)["input_ids"]
+            cache.update(zip(todo, encoded))
+        if len(cache) > 200_000:  # bounded memory on huge candidate sets (users arrive sorted)
+            cache.clear()
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        users, items = batch["user_id"], batch["item_id"]
+        reason = np.where(users.isna() | items.isna(), "null_id",
+                          np.where(~users.isin(self.prefix.keys()), "unknown_user",
+                                   np.where(~items.isin(self.suffix.keys()), "unknown_item", None)))
+        ok = pd.isna(reason)
+        ok_users, ok_items = users[ok].tolist(), items[ok].tolist()
+        self._ids(self.prefix_ids, self.prefix, ok_users, True)
+        self._ids(self.suffix_ids, self.suffix, ok_items, False)
+        batch = batch.copy()
+        batch["score_date"] = self.score_date
+        batch["reason"] = pd.Series(reason, index=batch.index, dtype=object)
+        batch["prefix_ids"] = [self.prefix_ids[u] if o else [] for u, o in zip(users, ok)]
+        batch["suffix_ids"] = [self.suffix_ids[i] if o else [] for i, o in zip(items, ok)]
+        return batch
+
+
+class ExitScorer:
+    """Actor stage: the scorer + heads loaded once; scores its batches (prefix-shared)."""
+
+    def __init__(self, spec: dict[str, Any], batch_size: int, shared_prefix: bool):
+        self.model, self.tokenizer, self.heads, self.rule = load_scorer(spec)
+        self.model_version = spec["model_version"]
+        self.batch_size, self.shared_prefix = batch_size, shared_prefix
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        from optirag.scoring.prefix import score_independent, score_shared_prefix
+
+        batch = batch.copy()
+        batch["score"] = np.nan
+        batch["exit_layer"] = -1
+        ok = batch["reason"].isna().to_numpy()
+        if ok.any():
+            rows = batch[ok]
+            _, first, group = np.unique(rows["user_id"].to_numpy(dtype=object),
+                                        return_index=True, return_inverse=True)
+            prefixes = [list(rows["prefix_ids"].iloc[i]) for i in first]
+            suffixes = [list(s) for s in rows["suffix_ids"]]
+            score = score_shared_prefix if self.shared_prefix else score_independent
+            out = score(self.model, self.heads, self.rule, prefixes, suffixes, group,
+                        self.batch_size, self.tokenizer.pad_token_id)
+            batch.loc[ok, "score"] = out.p_yes.double().numpy()
+            batch.loc[ok, "exit_layer"] = out.exit_layer.numpy()
+        batch["model_version"] = self.model_version
+        batch["scored_at"] = pd.Timestamp.now(tz="UTC")
+        return batch.drop(columns=["prefix_ids", "suffix_ids"])
+
+
+# ---------------------------------------------------------------------------------------
+# staging and the atomic commit
+# ---------------------------------------------------------------------------------------
+
+STAGED = pa.schema(list(arrow_schema(SCORES)) + [pa.field("reason", pa.string())])
+
+
+def staging_dir(cfg: Config, table: str, score_date: str) -> Path:
+    return Path(cfg.dataset_lake()) / "_staging" / table / score_date
+
+
+def _read_files(batch: pa.Table, columns: list[str], users: list[str] | None, rows: int):
+    """Stream each candidate file in `rows`-row blocks (a generator: Ray passes each block
+    on as it is read, so scoring starts before a large file is read and memory stays flat)."""
+    import pyarrow.compute as pc
+
+    keep = None if users is None else pa.array(users)
+    for path in batch["path"].to_pylist():
+        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+            table = pa.Table.from_batches([record_batch])
+            if keep is not None:
+                table = table.filter(pc.is_in(table["user_id"], keep))
+            if table.num_rows:
+                yield table
+
+
+def candidate_files(cfg: Config, score_date: str) -> list[str]:
+    from deltalake import DeltaTable
+
+    path = CANDIDATES.path(cfg.dataset_lake())
+    try:
+        table = DeltaTable(path)
+    except Exception:
+        raise FileNotFoundError(f"no candidates table at {path}: run jobs.build_candidates") from None
+    files = table.file_uris(partition_filters=[("score_date", "=", score_date)])
+    if not files:
+        raise FileNotFoundError(f"no candidates for {score_date} in {path}: run "
+                                f"jobs.build_candidates --date {score_date}")
+    return files
+
+
+def _conform(frame: pd.DataFrame, retriever_version: str | None) -> pa.Table:
+    frame = frame.assign(retriever_version=retriever_version)
+    frame["exit_layer"] = frame["exit_layer"].astype("int32")
+    if "label" in frame:
+        frame["label"] = frame["label"].astype("Int32")
+    return pa.Table.from_pandas(frame[STAGED.names], schema=STAGED, preserve_index=False)
+
+
+def commit(cfg: Config, score_date: str, folder: Path) -> dict[str, int]:
+    """Replace the date's partitions of `scores` and `score_rejects` with the staged rows."""
+    from deltalake import write_deltalake
+
+    lake = cfg.dataset_lake()
+    staged = pads.dataset(str(folder), format="parquet", schema=STAGED)
+    counts = {}
+    for table, keep in ((SCORES, pads.field("reason").is_null()),
+                        (SCORE_REJECTS, pads.field("reason").is_valid())):
+        schema = arrow_schema(table)
+        batches = (cast for b in staged.to_batches(columns=schema.names, filter=keep)
+                   for cast in pa.Table.from_batches([b]).cast(schema).to_batches())
+        reader = pa.RecordBatchReader.from_batches(schema, batches)
+        path = table.path(lake)
+        exists = Path(path, "_delta_log").is_dir()
+        write_deltalake(path, reader, partition_by=list(table.partition_by),
+                        mode="overwrite" if exists else "append",
+                        predicate=f"score_date = '{score_date}'" if exists else None)
+        counts[table.name] = staged.count_rows(filter=keep)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------
+# the job
+# ---------------------------------------------------------------------------------------
+
+class Progress:
+    def __init__(self, total: int, every: float, out=sys.stdout):
+        self.total, self.every, self.out = total, every, out
+        self.done, self.started, self.last = 0, time.time(), 0.0
+
+    def update(self, rows: int, force: bool = False) -> None:
+        self.done += rows
+        now = time.time()
+        if force or now - self.last >= self.every:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            eta_text = str(dt.timedelta(seconds=int(eta))) if np.isfinite(eta) else "?"
+            print(f"scored {self.done:,}/{self.total:,} rows ({rate:,.1f} rows/s, ETA {eta_text})",
+                  file=self.out, flush=True)
+
+
+def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
+    """Score the date's candidates and commit them; returns a summary."""
+    import ray
+
+    from optirag.retrieval.ray_search import init_ray
+    from optirag.scoring.context import candidate_items, item_suffixes, scored_users, user_prefixes
+    from optirag.spark import get_spark
+    from optirag.tables import USER_INDEX, read_table
+
+    scfg = scoring_config(cfg)
+    started = time.time()
+    files = candidate_files(cfg, score_date)
+    spec = resolve_models(cfg, scfg)
+    tokenizer_dir = spec["scorer_dir"] or spec["base_dir"]
+
+    # context (Spark): prefixes of the known candidate users, suffixes of every item
+    spark = spark or get_spark(cfg)
+    known = read_table(spark, USER_INDEX, cfg.dataset_lake()).select("user_id")
+    users, keep_users, total = scored_users(spark, cfg, score_date, scfg.max_rows)
+    variant = scfg.variant
+    prefixes, retriever_version = user_prefixes(spark, cfg, users.join(known, "user_id"), variant,
+                                                tokenizer_dir)
+    suffixes = item_suffixes(spark, cfg, candidate_items(spark, cfg, score_date))
+    context_seconds = time.time() - started
+
+    folder = staging_dir(cfg, "scores", score_date)
+    shutil.rmtree(folder, ignore_errors=True)  # a killed earlier run's leftovers
+    folder.mkdir(parents=True)
+    init_ray(cfg.ray)
+    columns = [f.name for f in CANDIDATES.schema.fields if f.name != "score_date"]
+    # One read task per candidate file, at a fraction of a CPU: Ray's read_parquet plans a
+    # 1-CPU file-listing task that, on a 2-CPU node, can wait forever behind the actors.
+    ds = ray.data.from_items([{"path": f} for f in files]).map_batches(
+        _read_files, fn_kwargs={"columns": columns, "users": keep_users, "rows": scfg.block_rows},
+        batch_size=1,
+        batch_format="pyarrow", num_cpus=scfg.read_num_cpus)
+    ds = ds.map_batches(
+        AttachPrompts, batch_format="pandas", batch_size=scfg.block_rows,
+        fn_constructor_args=(ray.put(prefixes), ray.put(suffixes), tokenizer_dir, score_date),
+        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=scfg.prompt_num_cpus)
+    ds = ds.map_batches(
+        ExitScorer, batch_format="pandas", batch_size=scfg.block_rows,
+        fn_constructor_args=(spec, scfg.batch_size, scfg.shared_prefix),
+        compute=ray.data.ActorPoolStrategy(size=scfg.actors),
+        num_cpus=scfg.actor_num_cpus, num_gpus=scfg.num_gpus or None)
+
+    progress = Progress(total, scfg.progress_seconds)
+    exits: dict[int, int] = {}
+    scoring_started = time.time()
+    for part, batch in enumerate(ds.iter_batches(batch_size=None, batch_format="pandas")):
+        if batch.empty:
+            continue
+        table = _conform(batch, retriever_version)
+        pq.write_table(table, folder / f"part-{part:06d}-{uuid.uuid4().hex[:8]}.parquet")
+        for layer, n in zip(*np.unique(batch.loc[batch["reason"].isna(), "exit_layer"],
+                                       return_counts=True)):
+            exits[int(layer)] = exits.get(int(layer), 0) + int(n)
+        progress.update(len(batch))
+    progress.update(0, force=True)
+    scoring_seconds = time.time() - scoring_started
+    counts = commit(cfg, score_date, folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    scored = counts[SCORES.name]
+    return {
+        "score_date": score_date, "rows": scored + counts[SCORE_REJECTS.name], "scored": scored,
+        "rejected": counts[SCORE_REJECTS.name], "model_version": spec["model_version"],
+        "retriever_version": retriever_version, "variant": variant,
+        "early_exit": scfg.early_exit, "shared_prefix": scfg.shared_prefix,
+        "exit_layers": dict(sorted(exits.items())),
+        "mean_exit_layer": (sum(k * v for k, v in exits.items()) / max(sum(exits.values()), 1)),
+        "mean_prefix_tokens": float(np.mean(prefixes["prefix_tokens"].to_numpy())) if len(prefixes) else 0.0,
+        "context_seconds": round(context_seconds, 1), "scoring_seconds": round(scoring_seconds, 1),
+        "rows_per_second": round(scored / max(scoring_seconds, 1e-9), 2),
+        "wall_seconds": round(time.time() - started, 1),
+    }

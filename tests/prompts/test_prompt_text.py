@@ -1,0 +1,127 @@
+import pytest
+
+from optirag.llm.config import AnswerConfig
+from optirag.llm.scoring import AnswerTokenError
+from optirag.prompts.config import PromptsConfig
+from optirag.prompts.text import (
+    Interaction, build_prefix, build_suffix, check_answer_boundary, count_tokens, item_text,
+    render_prefix, trim_steps,
+)
+
+CFG = PromptsConfig()
+HISTORY = [Interaction(f"History book {n} (Author {n}, {1990 + n})", float(n % 10 + 1), n % 2)
+           for n in range(15)]                       # oldest first
+BLOCKS = [[Interaction(f"Neighbour {u} item {j} (Writer, 2001)", 8.0, 1) for j in range(3)]
+          for u in range(4)]                          # nearest first, newest item first
+
+
+def test_item_text_books_movies_and_missing_fields():
+    assert item_text({"title": "Dune", "author": "Frank Herbert", "year": 1965}) == \
+        "Dune (Frank Herbert, 1965)"
+    assert item_text({"title": "Toy Story", "author": None, "year": 1995.0,
+                      "genres": ["Animation", "Comedy"]}) == "Toy Story (1995; Animation, Comedy)"
+    assert item_text({"title": "X", "author": " ", "year": float("nan"), "genres": []}) == "X"
+    assert item_text({"title": "Y", "year": 0}) == "Y"  # BX uses 0 for an unknown year
+    long = {"title": "A" * 100, "author": "B"}
+    assert item_text(long, title_chars=20) == "A" * 17 + "... (B)"
+    assert item_text(long).startswith("A" * 100)
+
+
+def test_prompt_is_prefix_plus_suffix_and_prefix_ignores_target(tokenizer):
+    prefix = build_prefix(HISTORY, BLOCKS, CFG, tokenizer, 10)
+    assert prefix.text == build_prefix(HISTORY, BLOCKS, CFG, tokenizer, 10).text  # deterministic
+    for target in ["Dune (Frank Herbert, 1965)", "Emma (Jane Austen, 1815)"]:
+        suffix = build_suffix(target, CFG)
+        prompt = prefix.text + suffix
+        assert suffix.startswith(f"Target: {target}\n") and prompt.endswith("Answer:\n")
+        assert target not in prefix.text
+        # the scoring job caches the prefix's tokens: they must be the prompt's first tokens
+        full = tokenizer(prompt)["input_ids"]
+        assert full == tokenizer(prefix.text)["input_ids"] + \
+            tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        check_answer_boundary(tokenizer, prompt, AnswerConfig())
+
+
+def test_bad_answer_cue_is_rejected(tokenizer):
+    cfg = CFG.model_copy(update={"answer_cue": "Answer: "})  # " Yes" would merge with the space
+    prompt = build_prefix([], [], cfg, tokenizer, 10).text + build_suffix("Dune", cfg)
+    with pytest.raises(AnswerTokenError, match="answer_cue"):
+        check_answer_boundary(tokenizer, prompt, AnswerConfig())
+
+
+def test_untrimmed_prefix_has_everything_in_order(tokenizer):
+    cfg = CFG.model_copy(update={"token_budget": 4000, "items_per_neighbour": 3})
+    prefix = build_prefix(HISTORY, BLOCKS, cfg, tokenizer, 10)
+    assert (prefix.n_history, prefix.n_neighbours) == (15, 4)
+    assert prefix.n_tokens == count_tokens(tokenizer, prefix.text)
+    text = prefix.text
+    assert text.index("User A:") < text.index("User D:") < text.index(cfg.history_header)
+    assert text.index("History book 0 ") < text.index("History book 14 ")
+    assert "- History book 3 (Author 3, 1993): 4/10, liked\n" in text
+
+
+def test_trim_order_is_least_useful_first():
+    cfg = CFG.model_copy(update={"items_per_neighbour": 3})
+    states = list(trim_steps(HISTORY, BLOCKS, cfg))
+    shape = [(len(h), [len(b) for b in bs], h[0].text if h else None) for h, bs in states]
+    assert shape[0] == (15, [3, 3, 3, 3], HISTORY[0].text)
+    # 1. oldest own history, down to history_keep = 5 newest
+    assert [s[0] for s in shape[1:11]] == list(range(14, 4, -1))
+    assert shape[10] == (5, [3, 3, 3, 3], HISTORY[10].text)
+    # 2. farthest neighbours, down to neighbours_keep = 1
+    assert [s[1] for s in shape[11:14]] == [[3, 3, 3], [3, 3], [3]]
+    # 3. the kept neighbour's older items, then 4. the rest of the history, 5. the rest
+    assert [s[1] for s in shape[14:16]] == [[2], [1]]
+    assert [s[0] for s in shape[16:21]] == [4, 3, 2, 1, 0]
+    assert shape[21:] == [(0, [], None)]
+    kept_block = states[15][1][0]
+    assert kept_block == BLOCKS[0][:1]  # the nearest neighbour's newest item survives longest
+
+
+def test_budget_takes_the_first_state_that_fits(tokenizer):
+    cfg = CFG.model_copy(update={"items_per_neighbour": 3})
+    states = list(trim_steps(HISTORY, BLOCKS, cfg))
+    sizes = [count_tokens(tokenizer, render_prefix(h, b, cfg, 10)) for h, b in states]
+    assert sizes == sorted(sizes, reverse=True)  # every step drops something
+    for target in (3, 10, 12, 15, 18, 21):
+        budget = cfg.model_copy(update={"token_budget": sizes[target] + cfg.suffix_reserve})
+        p = build_prefix(HISTORY, BLOCKS, budget, tokenizer, 10)
+        first_fit = next(i for i, n in enumerate(sizes) if n <= sizes[target])
+        assert p.text == render_prefix(*states[first_fit], cfg, 10)
+        assert p.n_tokens == sizes[first_fit] <= budget.prefix_budget()
+        assert p.n_history == len(states[first_fit][0])
+
+
+def test_target_is_never_cut(tokenizer):
+    cfg = CFG.model_copy(update={"token_budget": 120, "suffix_reserve": 40})
+    prefix = build_prefix(HISTORY, BLOCKS, cfg, tokenizer, 10)
+    target = "A Very Long Title " * 20
+    prompt = prefix.text + build_suffix(target, cfg)
+    assert target in prompt and prompt.endswith("Answer:\n")
+    assert prefix.n_tokens <= cfg.prefix_budget() < count_tokens(tokenizer, prompt)
+
+
+def test_instruction_alone_over_budget_is_kept_whole(tokenizer):
+    cfg = CFG.model_copy(update={"token_budget": 40, "suffix_reserve": 32})
+    p = build_prefix(HISTORY, BLOCKS, cfg, tokenizer, 10)
+    assert p.text.startswith(cfg.instruction.format(rating_max=10))
+    assert (p.n_history, p.n_neighbours) == (0, 0) and p.n_tokens > cfg.prefix_budget()
+
+
+def test_cold_users_get_a_valid_prompt(tokenizer):
+    for history, blocks in [([], []), ([], BLOCKS), (HISTORY[:2], [])]:
+        p = build_prefix(history, blocks, CFG, tokenizer, 5)
+        prompt = p.text + build_suffix("Toy Story (1995)", CFG)
+        check_answer_boundary(tokenizer, prompt, AnswerConfig())
+        assert (CFG.no_history in p.text) == (not history)
+        assert (CFG.neighbours_header in p.text) == bool(blocks)
+    assert "Ratings are out of 5." in render_prefix([], [], CFG, 5)
+
+
+def test_caps_on_history_and_neighbours(tokenizer):
+    cfg = CFG.model_copy(update={"token_budget": 4000, "history_max": 3, "k": 2,
+                                 "items_per_neighbour": 1})
+    p = build_prefix(HISTORY, BLOCKS, cfg, tokenizer, 10)
+    kept = [n for n in range(15) if f"History book {n} " in p.text]
+    assert kept == [12, 13, 14] and p.n_neighbours == 2
+    assert "Neighbour 1 item 0" in p.text and "Neighbour 0 item 1" not in p.text

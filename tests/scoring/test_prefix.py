@@ -1,0 +1,85 @@
+"""Shared-prefix scoring equals scoring the same token sequences as independent prompts."""
+import numpy as np
+import pytest
+import torch
+
+from optirag.early_exit.config import EarlyExitConfig
+from optirag.early_exit.heads import ExitHeads
+from optirag.early_exit.rules import build_rule, never_exit
+from optirag.scoring.prefix import encode_pairs, plan_chunks, score_independent, score_shared_prefix
+
+USERS = [
+    "Instruction: predict whether the user likes the target book.\nUser A liked Dune.\n"
+    "The user liked Emma, Beloved and Solaris.\n",
+    "Instruction: predict whether the user likes the target book.\nThe user disliked It.\n",
+    "Instruction: predict whether the user likes the target book.\nUser B liked Kindred, "
+    "Gilead and Possession; User C disliked Atonement.\nThe user liked Middlemarch.\n",
+]
+ITEMS = ["Dune", "Ulysses", "The Name of the Rose", "Atonement", "It", "A very long title of "
+         "a book with many words in it"]
+
+
+def _rows():
+    group, suffixes = [], []
+    for u, n in [(0, 5), (1, 1), (2, 7), (0, 2)]:  # user 0 appears twice, non-contiguously
+        for i in range(n):
+            group.append(u)
+            suffixes.append(f"Target: {ITEMS[(u + i) % len(ITEMS)]}\nAnswer:\n")
+    return group, suffixes
+
+
+def test_plan_chunks_keeps_users_whole_and_covers_every_row():
+    group = [0] * 5 + [1] + [2] * 7 + [0] * 2
+    chunks = plan_chunks(group, batch_size=6)
+    rows = np.concatenate(chunks)
+    assert sorted(rows.tolist()) == list(range(len(group)))
+    assert all(len(c) <= 7 for c in chunks)  # user 0 (7 rows) or user 2 (7 rows) split at 6
+    assert max(len(c) for c in chunks) <= 6
+    # a user with <= batch_size rows is in exactly one chunk
+    owner = {}
+    for k, c in enumerate(chunks):
+        for r in c:
+            if group[r] == 1:
+                owner.setdefault(1, set()).add(k)
+    assert len(owner[1]) == 1
+
+
+@pytest.mark.parametrize("batch_size", [3, 16])
+def test_shared_prefix_matches_independent_prompts_full_depth(tiny_model, tokenizer, answer, batch_size):
+    group, suffixes = _rows()
+    prefix_ids, suffix_ids = encode_pairs(tokenizer, USERS, suffixes)
+    heads = ExitHeads.from_model(tiny_model, answer, EarlyExitConfig(exit_layers=[2, 4]))
+    pad = tokenizer.pad_token_id
+    shared = score_shared_prefix(tiny_model, heads, never_exit, prefix_ids, suffix_ids, group, batch_size, pad)
+    indep = score_independent(tiny_model, heads, never_exit, prefix_ids, suffix_ids, group, batch_size, pad)
+    torch.testing.assert_close(shared.p_yes, indep.p_yes, atol=1e-4, rtol=0)
+    assert shared.exit_layer.tolist() == [6] * len(group)
+    assert len(set(np.round(shared.p_yes.numpy(), 6))) > 3  # scores differ per row: not a constant
+    # the prefix path runs far fewer tokens through the layers
+    assert sum(shared.tokens_per_layer) < sum(indep.tokens_per_layer)
+
+
+def test_shared_prefix_with_early_exit_gives_the_same_exit_layers(tiny_model, tokenizer, answer):
+    group, suffixes = _rows()
+    prefix_ids, suffix_ids = encode_pairs(tokenizer, USERS, suffixes)
+    heads = ExitHeads.from_model(tiny_model, answer, EarlyExitConfig(exit_layers=[1, 2, 3, 4, 5]))
+    pad = tokenizer.pad_token_id
+    full = score_independent(tiny_model, heads, never_exit, prefix_ids, suffix_ids, group, 8, pad)
+    # a rule that lets some rows go: confidence at the median of the first head's confidence
+    rule = build_rule(EarlyExitConfig(rule="confidence", confidence=0.5))
+    shared = score_shared_prefix(tiny_model, heads, rule, prefix_ids, suffix_ids, group, 8, pad)
+    indep = score_independent(tiny_model, heads, rule, prefix_ids, suffix_ids, group, 8, pad)
+    assert shared.exit_layer.tolist() == indep.exit_layer.tolist()
+    torch.testing.assert_close(shared.p_yes, indep.p_yes, atol=1e-4, rtol=0)
+    assert (shared.exit_layer < 6).any()
+    assert not torch.allclose(shared.p_yes, full.p_yes)  # early answers are the heads' own
+
+
+def test_tokens_of_prefix_plus_suffix_equal_the_joint_prompt(tokenizer):
+    """The nightly path scores prefix_ids + suffix_ids; evaluation tokenizes the joint text.
+    With prefixes ending in a newline they are the same sequence."""
+    group, suffixes = _rows()
+    prefix_ids, suffix_ids = encode_pairs(tokenizer, USERS, suffixes)
+    for r, u in enumerate(group):
+        joint = tokenizer(USERS[u] + suffixes[r], add_special_tokens=True)["input_ids"]
+        assert joint == prefix_ids[u] + suffix_ids[r]
