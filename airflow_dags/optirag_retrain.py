@@ -48,5 +48,7 @@ with DAG(
      >> scorer >> new_version
      >> job_task("train_exit_heads")(settings, args=[*variant, "--scorer-version", "{scorer_version}"],
                                      values=new_version)
-     >> job_task("evaluate")(settings, args=["--variants", "{variant}", "--no-zero-shot"])
+     >> job_task("evaluate")(settings, args=["--variants", "{variant}", "--no-zero-shot",
+                                             "--scorer-version", "{scorer_version}"],
+                             values=new_version)
      >> job_task("promote", retries=0)(settings, args=variant))

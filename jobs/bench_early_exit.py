@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("--ks", default="0,2,4", help="retrieved users for the k sweep")
     parser.add_argument("--k-rows", type=int, default=120, help="test rows of the k sweep")
     parser.add_argument("--max-auc-loss", type=float, default=0.003, help="AUC points/100 allowed")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default="reports/bench")
     args = parser.parse_args()
     import torch
@@ -39,7 +40,7 @@ def main() -> int:
     torch.set_num_threads(1)
     results = {}
     for name in args.datasets.split(","):
-        cfg = load_config(name, env=args.env, model=args.model, lake=args.lake)
+        cfg = load_config(name, env=args.env, model=args.model, lake=args.lake, overrides=args.overrides)
         print(f"== {name}", flush=True)
         results[name] = bench.bench_dataset(
             get_spark(cfg), cfg, args.variant, args.max_rows, args.timing_rows, args.repeats,

@@ -13,14 +13,13 @@ from optirag.config import add_common_args, config_from_args
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    parser.add_argument("--date", required=True, help="score date, YYYY-MM-DD")
+    add_common_args(parser, date=True)
     args = parser.parse_args()
     cfg = config_from_args(args)
-    from optirag.scoring.candidates import parse_date, write_candidates
+    from optirag.scoring.candidates import write_candidates
     from optirag.spark import get_spark
 
-    summary = write_candidates(get_spark(cfg), cfg, parse_date(args.date))
+    summary = write_candidates(get_spark(cfg), cfg, args.date)
     print(json.dumps(summary, sort_keys=True))
     return 0
 

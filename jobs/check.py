@@ -26,7 +26,7 @@ def main() -> int:
 
     spark = get_spark(cfg)
     if args.suite == "scores":
-        from optirag.scoring.candidates import parse_date
+        from optirag.config import parse_date
         from optirag.quality.scores import scores_checks
 
         checks, name = scores_checks(spark, cfg, parse_date(args.date)), f"scores-{args.date}"

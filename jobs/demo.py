@@ -21,7 +21,7 @@ def main() -> int:
     args = parser.parse_args()
     cfg = config_from_args(args)
     from optirag.demo import run_demo, summary
-    from optirag.scoring.candidates import parse_date
+    from optirag.config import parse_date
     from optirag.spark import get_spark
 
     date = parse_date(args.date)

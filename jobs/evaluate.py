@@ -17,13 +17,15 @@ def main() -> int:
     parser.add_argument("--variants", default=None, help="comma-separated; default evaluation.variants")
     parser.add_argument("--zero-shot", action=argparse.BooleanOptionalAction, default=True,
                         help="also score evaluation.zero_shot_variants with the untuned model")
+    parser.add_argument("--scorer-version", default=None,
+                        help="evaluate this scorer version (one variant); default: promoted, else newest")
     args = parser.parse_args()
     cfg = config_from_args(args)
     from optirag.evaluation.run import evaluate
     from optirag.spark import get_spark
 
     variants = args.variants.split(",") if args.variants else None
-    report = evaluate(get_spark(cfg), cfg, variants, args.zero_shot)
+    report = evaluate(get_spark(cfg), cfg, variants, args.zero_shot, args.scorer_version)
     print(json.dumps({"runs": {k: {s: m["auc"] for s, m in r["metrics"].items()}
                                for k, r in report["runs"].items()},
                       "skipped": report["skipped"]}, indent=2))

@@ -12,14 +12,12 @@ from optirag.config import add_common_args, config_from_args
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    parser.add_argument("--date", required=True, help="score date, YYYY-MM-DD")
+    add_common_args(parser, date=True)
     args = parser.parse_args()
     cfg = config_from_args(args)
     from optirag.orchestration.publish import publish
-    from optirag.scoring.candidates import parse_date
 
-    print(json.dumps(publish(cfg, parse_date(args.date)), sort_keys=True))
+    print(json.dumps(publish(cfg, args.date), sort_keys=True))
     return 0
 
 

@@ -14,14 +14,12 @@ from optirag.config import add_common_args, config_from_args
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    parser.add_argument("--date", required=True, help="score date, YYYY-MM-DD")
+    add_common_args(parser, date=True)
     args = parser.parse_args()
     cfg = config_from_args(args)
-    from optirag.scoring.candidates import parse_date
     from optirag.scoring.pipeline import run_scoring
 
-    summary = run_scoring(cfg, parse_date(args.date))
+    summary = run_scoring(cfg, args.date)
     print(json.dumps(summary, sort_keys=True))
     return 0
 

@@ -7,10 +7,12 @@ catalog is Spark's in-memory one; on a cluster, point Spark at the shared metast
 (``spark.conf`` in conf/env/cluster.yaml: e.g. ``spark.sql.catalogImplementation: hive``
 or a Unity/Glue catalog) and the same statements register external Delta tables there.
 
-The queries below are plain SQL strings (``{db}`` and named parameters filled in by
+The queries below are plain SQL strings (``{db}`` and ``:name`` parameters filled in by
 :func:`run`), so they can be pasted into any SQL client of the metastore.
 """
 from __future__ import annotations
+
+import re
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -68,6 +70,21 @@ def register_tables(spark: SparkSession, cfg: Config, db: str | None = None) -> 
     return registered
 
 
+def _literal(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"unsupported query parameter {value!r}")
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return repr(value)
+
+
 def run(spark: SparkSession, name: str, db: str, **params) -> DataFrame:
-    """One of QUERIES with its parameters bound (named parameter markers, no string pasting)."""
-    return spark.sql(QUERIES[name].format(db=db), args=params or None)
+    """One of QUERIES with its `:name` parameters bound as escaped SQL literals. (Spark's
+    own named parameters stay unbound under Delta's analysis rules in Spark 4.1.)"""
+    sql = QUERIES[name].format(db=db)
+    for key in sorted(params, key=len, reverse=True):
+        sql = re.sub(rf":{key}\b", lambda _: _literal(params[key]), sql)
+    missing = re.findall(r":([a-z_]+)\b", sql)
+    if missing:
+        raise ValueError(f"query {name!r} needs parameters {sorted(set(missing))}")
+    return spark.sql(sql)

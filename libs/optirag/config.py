@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -126,15 +127,21 @@ class Config(_Section):
         return Path(os.path.expandvars(os.path.expanduser(root)))
 
 
-def section(model: type[BaseModel], data: Any, name: str) -> Any:
-    """Validate one stage-owned dict section (`Config.<name>`) with its owner's pydantic
-    model; problems become one ConfigError line naming the keys."""
+def section(model: type[BaseModel], data: Any, name: str,
+            error: type[ConfigError] = ConfigError) -> Any:
+    """Validate one stage-owned section `Config.<name>` with its owner's pydantic model.
+    `data` may be the dict, the whole Config, or an already validated model (passed
+    through). Problems become one `error` line naming the keys."""
+    if isinstance(data, model):
+        return data
+    if data is not None and not isinstance(data, dict) and hasattr(data, name):
+        data = getattr(data, name)
     try:
         return model.model_validate(data or {})
     except ValidationError as e:
         problems = "; ".join(f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
                              for err in e.errors())
-        raise ConfigError(f"invalid config: {problems}") from None
+        raise error(f"invalid config: {problems}") from None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -221,8 +228,20 @@ def load_config(
         raise ConfigError(f"invalid config: {problems}") from None
 
 
-def add_common_args(parser: argparse.ArgumentParser, need_lake: bool = True) -> None:
-    """The arguments every job shares: dataset, lake, env, model recipe, overrides."""
+def parse_date(value: str) -> str:
+    """YYYY-MM-DD, validated: the partition value of every per-date table."""
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ConfigError(f"date {value!r} is not of the form YYYY-MM-DD") from None
+
+
+def add_common_args(parser: argparse.ArgumentParser, need_lake: bool = True,
+                    date: bool = False) -> None:
+    """The arguments every job shares: dataset, lake, env, model recipe, overrides (and the
+    score date for the per-date jobs, validated by argparse)."""
+    if date:
+        parser.add_argument("--date", required=True, type=parse_date, help="score date, YYYY-MM-DD")
     parser.add_argument("--dataset", required=True, help="dataset config name (conf/datasets/)")
     parser.add_argument("--lake", required=need_lake, help="lake root path or URI")
     parser.add_argument("--env", default=os.environ.get("OPTIRAG_ENV", "local"))

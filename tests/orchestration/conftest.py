@@ -65,9 +65,12 @@ def run_airflow(airflow_env):
 
 
 def job_conf(lake: Path, tmp_path: Path, *overrides: str, **settings) -> dict:
-    """DAG run conf: the test lake, reports under tmp_path, the test's overrides."""
+    """DAG run conf: the test lake, every report under tmp_path (never the repo's reports/),
+    the test's overrides."""
+    reports = tmp_path / "reports"
     return {"dataset": "bookcrossing", "lake": str(lake), **settings,
-            "overrides": [f"quality.reports_dir={tmp_path / 'reports'}", *overrides]}
+            "overrides": [f"quality.reports_dir={reports}", f"evaluation.reports_dir={reports}",
+                          f"baselines.reports_dir={reports}", *overrides]}
 
 
 def hand_made_scores(dataset_lake: str, score_date: str, broken: bool = False, version: str = "m1") -> int:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from optirag.config import ConfigError
+from optirag.config import section as validate_section
 
 MODEL_NAMES = ("deepfm", "din", "gru4rec", "sim")
 
@@ -49,14 +50,4 @@ class BaselinesConfigError(ConfigError):
 
 def baselines_config(section: dict[str, Any] | BaselinesConfig | Any | None) -> BaselinesConfig:
     """Validate ``cfg.baselines`` (or a whole Config), or pass a BaselinesConfig through."""
-    if isinstance(section, BaselinesConfig):
-        return section
-    if section is not None and not isinstance(section, dict) and hasattr(section, "baselines"):
-        section = section.baselines
-    try:
-        return BaselinesConfig.model_validate(section or {})
-    except ValidationError as e:
-        problems = "; ".join(
-            f"baselines.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
-        raise BaselinesConfigError(f"invalid config: {problems}") from None
+    return validate_section(BaselinesConfig, section, "baselines", BaselinesConfigError)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from optirag.config import Config, ConfigError
+from optirag.config import Config, section
 
 
 class EvaluationConfig(BaseModel):
@@ -30,10 +30,4 @@ class EvaluationConfig(BaseModel):
 
 
 def evaluation_config(cfg: Config | dict[str, Any]) -> EvaluationConfig:
-    data = cfg.evaluation if isinstance(cfg, Config) else cfg
-    try:
-        return EvaluationConfig.model_validate(data or {})
-    except ValidationError as e:
-        problems = "; ".join(f"evaluation.{'.'.join(map(str, err['loc']))}: {err['msg']}"
-                             for err in e.errors())
-        raise ConfigError(f"invalid config: {problems}") from None
+    return section(EvaluationConfig, cfg, "evaluation")

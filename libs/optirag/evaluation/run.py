@@ -20,7 +20,7 @@ import torch
 from pyspark.sql import SparkSession
 
 from optirag import registry
-from optirag.config import Config
+from optirag.config import Config, ConfigError
 from optirag.evaluation.config import EvaluationConfig, evaluation_config
 from optirag.evaluation.data import data_version, read_prompts, seeded_subset
 from optirag.evaluation.metrics import ctr_metrics, write_report
@@ -73,12 +73,16 @@ def _run(spark: SparkSession, cfg: Config, run_id: str, variant: str, model_vers
 
 
 def evaluate(spark: SparkSession, cfg: Config, variants: Sequence[str] | None = None,
-             zero_shot: bool = True) -> dict:
+             zero_shot: bool = True, scorer_version: str | None = None) -> dict:
+    """Score the valid/test prompts of each variant with its scorer: `scorer_version` (one
+    variant only, e.g. the retraining DAG's new version), else the promoted, else the newest."""
     mcfg = ModelConfig.model_validate(cfg.model)
     ecfg = evaluation_config(cfg)
     if ecfg.torch_threads:
         torch.set_num_threads(ecfg.torch_threads)
     variants = list(variants or ecfg.variants)
+    if scorer_version and len(variants) != 1:
+        raise ConfigError("--scorer-version needs exactly one variant")
     runs: dict[str, dict] = {}
     skipped: dict[str, str] = {}
     prompts = {}
@@ -88,7 +92,7 @@ def evaluate(spark: SparkSession, cfg: Config, variants: Sequence[str] | None = 
             skipped[v] = f"no {'/'.join(ecfg.splits)} prompts for variant {v!r}: run jobs.build_prompts"
             continue
         try:
-            folder = registry.resolve(cfg, f"scorer/{v}")
+            folder = registry.resolve(cfg, f"scorer/{v}", scorer_version)
         except registry.ModelNotFoundError as e:
             skipped[v] = f"no tuned scorer: {e}"
             continue

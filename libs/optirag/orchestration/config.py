@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from optirag.config import Config, ConfigError
+from optirag.config import Config, section
 
 
 class _Section(BaseModel):
@@ -51,10 +51,4 @@ class OrchestrationConfig(_Section):
 
 
 def orchestration_config(cfg: Config | dict[str, Any]) -> OrchestrationConfig:
-    data = cfg.orchestration if isinstance(cfg, Config) else cfg
-    try:
-        return OrchestrationConfig.model_validate(data or {})
-    except ValidationError as e:
-        problems = "; ".join(f"orchestration.{'.'.join(map(str, err['loc']))}: {err['msg']}"
-                             for err in e.errors())
-        raise ConfigError(f"invalid config: {problems}") from None
+    return section(OrchestrationConfig, cfg, "orchestration")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from optirag.config import Config, ConfigError
+from optirag.config import Config, section
 
 VARIANTS = ("none", "llm", "gcn")  # none: no retrieval (TALLRec-style); else NEIGHBOURS.retriever
 
@@ -55,10 +55,4 @@ class PromptsConfig(BaseModel):
 
 
 def prompts_config(cfg: Config | dict[str, Any]) -> PromptsConfig:
-    data = cfg.prompts if isinstance(cfg, Config) else cfg
-    try:
-        return PromptsConfig.model_validate(data or {})
-    except ValidationError as e:
-        problems = "; ".join(f"prompts.{'.'.join(map(str, err['loc']))}: {err['msg']}"
-                             for err in e.errors())
-        raise ConfigError(f"invalid config: {problems}") from None
+    return section(PromptsConfig, cfg, "prompts")

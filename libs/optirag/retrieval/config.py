@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from optirag.config import ConfigError
+from optirag.config import section as validate_section
 
 
 # retriever names become a Delta partition value and a folder name: keep them plain
@@ -111,14 +112,4 @@ def retriever_config(section: dict[str, Any] | RetrieverConfig | Any | None) -> 
     Also accepts the whole :class:`optirag.config.Config` (anything with a
     ``.retriever`` attribute).
     """
-    if isinstance(section, RetrieverConfig):
-        return section
-    if section is not None and not isinstance(section, dict) and hasattr(section, "retriever"):
-        section = section.retriever
-    try:
-        return RetrieverConfig.model_validate(section or {})
-    except ValidationError as e:
-        problems = "; ".join(
-            f"retriever.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
-        raise RetrieverConfigError(f"invalid config: {problems}") from None
+    return validate_section(RetrieverConfig, section, "retriever", RetrieverConfigError)

@@ -18,14 +18,13 @@ same rows, and the partition is replaced atomically (``replaceWhere``).
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from optirag.config import Config, ConfigError, section
+from optirag.config import Config, parse_date, section
 from optirag.prompts.builder import allowed_interactions
 from optirag.tables import (
     CANDIDATES, INTERACTIONS, NEIGHBOURS, SAMPLES, USER_INDEX, read_table, write_table,
@@ -46,14 +45,6 @@ class CandidatesConfig(BaseModel):
 
 def candidates_config(cfg: Config) -> CandidatesConfig:
     return section(CandidatesConfig, cfg.candidates, "candidates")
-
-
-def parse_date(value: str) -> str:
-    """YYYY-MM-DD, validated; the partition value of every per-date table."""
-    try:
-        return dt.date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise ConfigError(f"--date {value!r} is not a date of the form YYYY-MM-DD") from None
 
 
 def active_users(spark: SparkSession, lake: str, ccfg: CandidatesConfig) -> DataFrame:

@@ -209,7 +209,9 @@ class ExitScorer:
 # staging and the atomic commit
 # ---------------------------------------------------------------------------------------
 
-STAGED = pa.schema(list(arrow_schema(SCORES)) + [pa.field("reason", pa.string())])
+# Staged rows: the scores columns + the reject reason, all nullable (a rejected row has no
+# score); the commit casts each side to its table's schema, which enforces the non-nulls.
+STAGED = pa.schema([f.with_nullable(True) for f in arrow_schema(SCORES)] + [pa.field("reason", pa.string())])
 
 
 def staging_dir(cfg: Config, table: str, score_date: str) -> Path:
