@@ -31,6 +31,18 @@ def test_lora_reduces_the_answer_loss(tiny_model, tokenizer, answer):
     assert trainable and all("lora_" in n for n in trainable)  # the base stays frozen
 
 
+def test_yes_no_loss_is_the_log_loss_of_the_served_ctr(tiny_model, tokenizer, answer):
+    import math
+
+    ctr = score_prompts(tiny_model, tokenizer, PROMPTS, 4, answer)
+    expected = -sum(math.log(p if y else 1 - p) for p, (_, y) in zip(ctr, EXAMPLES)) / len(EXAMPLES)
+    got = mean_answer_loss(tiny_model, tokenizer, EXAMPLES, answer, batch_size=3, loss="yes_no")
+    assert got == pytest.approx(expected, rel=1e-4)
+    tuned = tune_lora(tiny_model, tokenizer, EXAMPLES, TOY.model_copy(update={"loss": "yes_no"}), answer)
+    after = mean_answer_loss(tuned.model.get_base_model(), tokenizer, EXAMPLES, answer, 8, loss="yes_no")
+    assert after < 0.5 * got
+
+
 def test_tuning_is_deterministic_on_cpu(tokenizer, answer):
     runs = []
     for _ in range(2):

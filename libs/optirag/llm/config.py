@@ -40,6 +40,7 @@ class TuningConfig(_Section):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
     lr: float = 3e-4
     weight_decay: float = 0.0
+    loss: Literal["full_vocab", "yes_no"] = "full_vocab"   # see optirag.llm.tuning
     epochs: int = 1
     batch_size: int = 4
     grad_accum_steps: int = 1

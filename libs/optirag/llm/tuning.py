@@ -1,8 +1,10 @@
 """Few-shot LoRA instruction tuning for Yes/No CTR (paper 5.2, L_CE = -log p(y|x)).
 
-The loss is the cross-entropy over the full vocabulary at the answer position (the prompt's
-last real token) with target token "Yes" (label 1) or "No" (label 0); only that position's
-logits are computed. fp32 on CPU (seeded, deterministic), bf16 autocast on CUDA.
+The loss is the cross-entropy at the answer position (the prompt's last real token) with
+target token "Yes" (label 1) or "No" (label 0); only that position's logits are computed.
+`loss: full_vocab` is the paper's -log p(y|x) over the whole vocabulary; `loss: yes_no` is
+the same cross-entropy over the two answer logits only, i.e. the log loss of the CTR that is
+served: with a few hundred CPU examples it spends no steps learning the answer format. fp32 on CPU (seeded, deterministic), bf16 autocast on CUDA.
 
 A tuned model is saved into one folder: weights (merged, or the LoRA adapter only) as
 safetensors, the tokenizer, and `meta.json` (model version, data version, base model,
@@ -45,11 +47,15 @@ def _quiet_peft():
 
 def answer_loss(
     model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-    labels: torch.Tensor, answer: AnswerTokens,
+    labels: torch.Tensor, answer: AnswerTokens, loss: str = "full_vocab",
 ) -> torch.Tensor:
-    """Mean CE over the full vocabulary at the answer position; target Yes (1) / No (0)."""
+    """Mean CE at the answer position, target Yes (1) / No (0), over the full vocabulary
+    (`full_vocab`) or over the two answer logits (`yes_no`)."""
     hidden = last_hidden(model, input_ids, attention_mask)
     logits = model.get_output_embeddings()(hidden)  # (B, V): last position only
+    if loss == "yes_no":
+        pair = logits[:, [answer.no_id, answer.yes_id]].float()   # class 1 = Yes
+        return torch.nn.functional.cross_entropy(pair, labels)
     targets = torch.where(labels.bool(), answer.yes_id, answer.no_id)
     return torch.nn.functional.cross_entropy(logits.float(), targets)
 
@@ -105,7 +111,8 @@ def tune_lora(
                 tokenizer, [prompts[i] for i in idx], tuning.max_length, device
             )
             with autocast:
-                loss = answer_loss(inner, input_ids, attention_mask, labels[idx].to(device), answer)
+                loss = answer_loss(inner, input_ids, attention_mask, labels[idx].to(device), answer,
+                                   tuning.loss)
             (loss / tuning.grad_accum_steps).backward()
             window += loss.item() / tuning.grad_accum_steps
             if step % tuning.grad_accum_steps == 0 or step == len(batches):
@@ -122,7 +129,7 @@ def tune_lora(
 def mean_answer_loss(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[tuple[str, int]], answer: AnswerTokens, batch_size: int,
-    max_length: int | None = None,
+    max_length: int | None = None, loss: str = "full_vocab",
 ) -> float:
     """Mean L_CE over `examples` (eval mode, no grad): for validation and tests."""
     device = next(model.parameters()).device
@@ -133,7 +140,7 @@ def mean_answer_loss(
             tokenizer, [p for p, _ in chunk], max_length, device
         )
         labels = torch.tensor([int(y) for _, y in chunk], device=device)
-        total += answer_loss(model, input_ids, attention_mask, labels, answer).item() * len(chunk)
+        total += answer_loss(model, input_ids, attention_mask, labels, answer, loss).item() * len(chunk)
     return total / len(examples)
 
 
