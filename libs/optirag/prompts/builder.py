@@ -147,22 +147,16 @@ def _render_fn(pcfg: PromptsConfig, tokenizer_dir: str, rating_max: float, varia
     def render(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from transformers import AutoTokenizer
 
-        from optirag.prompts.text import Interaction, build_prefix, build_suffix, count_tokens
+        from optirag.prompts.text import build_prefix, build_suffix, count_tokens, interactions
 
         tok = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-
-        def entries(arr) -> list[Interaction]:
-            if arr is None:
-                return []
-            return [Interaction(e["text"], None if pd.isna(e["rating"]) else float(e["rating"]),
-                                None if pd.isna(e["label"]) else int(e["label"])) for e in arr]
 
         prefixes: dict = {}  # (user, history, blocks) -> Prefix: built once, shared
         for df in frames:
             out = []
             for r in df.itertuples(index=False):
-                hist = entries(r.hist)
-                blocks = [entries(b["items"]) for b in (r.blocks if r.blocks is not None else [])]
+                hist = interactions(r.hist)
+                blocks = [interactions(b["items"]) for b in (r.blocks if r.blocks is not None else [])]
                 key = (r.user_id, tuple(hist), tuple(tuple(b) for b in blocks))
                 if key not in prefixes:
                     prefixes[key] = build_prefix(hist, blocks, pcfg, tok, rating_max)

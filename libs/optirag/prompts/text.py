@@ -45,6 +45,15 @@ class Interaction:
     label: int | None = None
 
 
+def interactions(rows: Sequence[Mapping] | None) -> list[Interaction]:
+    """Interactions from Spark array<struct<text, rating, label>> rows (as pandas gives
+    them: missing rating/label arrive as NaN or None)."""
+    def value(v, cast):
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else cast(v)
+    return [Interaction(e["text"], value(e["rating"], float), value(e["label"], int))
+            for e in (rows if rows is not None else [])]
+
+
 class Prefix(NamedTuple):
     text: str
     n_tokens: int

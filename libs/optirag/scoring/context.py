@@ -62,20 +62,15 @@ def _render_prefixes(cfg: Config, tokenizer_dir: str):
     def render(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from transformers import AutoTokenizer
 
-        from optirag.prompts.text import Interaction, build_prefix
+        from optirag.prompts.text import build_prefix, interactions
 
         tok = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-
-        def entries(arr) -> list[Interaction]:
-            return [Interaction(e["text"], None if pd.isna(e["rating"]) else float(e["rating"]),
-                                None if pd.isna(e["label"]) else int(e["label"]))
-                    for e in (arr if arr is not None else [])]
 
         for df in frames:
             out = []
             for r in df.itertuples(index=False):
-                blocks = [entries(b["items"]) for b in (r.blocks if r.blocks is not None else [])]
-                p = build_prefix(entries(r.hist), blocks, pcfg, tok, rating_max)
+                blocks = [interactions(b["items"]) for b in (r.blocks if r.blocks is not None else [])]
+                p = build_prefix(interactions(r.hist), blocks, pcfg, tok, rating_max)
                 out.append((r.user_id, p.text, p.n_tokens, p.n_history, p.n_neighbours))
             yield pd.DataFrame(out, columns=["user_id", "prefix", "prefix_tokens", "n_history",
                                              "n_neighbours"])
