@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -25,5 +26,27 @@ def run_job(name: str, main: Callable[[], int | None]) -> None:
         code = main()
     except USER_ERRORS as e:
         print(f"{name}: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code or 0)
+        code = 2
+    _exit(code or 0)
+
+
+def _exit(code: int) -> None:
+    """Stop Ray and Spark, flush, and end the process without the interpreter's teardown.
+
+    The job's work is committed by now; native thread pools (Arrow, deltalake) can abort
+    that teardown ("terminate called without an active exception", exit -6), which turned
+    a finished publish into a failed Airflow task. Exceptions other than user errors never
+    get here: they keep Python's traceback and exit code 1."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    if "pyspark" in sys.modules:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()
+        if spark is not None:
+            spark.stop()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

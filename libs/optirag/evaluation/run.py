@@ -40,12 +40,13 @@ def eval_prompts(spark: SparkSession, cfg: Config, variant: str, ecfg: Evaluatio
     return pd.concat(parts, ignore_index=True) if parts else df
 
 
-def score_frame(model, tokenizer, mcfg: ModelConfig, prompts: pd.DataFrame) -> np.ndarray:
+def score_frame(model, tokenizer, mcfg: ModelConfig, prompts: pd.DataFrame,
+                progress: str | None = None) -> np.ndarray:
     """P(Yes) per prompt; batches of similar length (less padding), original order back."""
     order = np.argsort(prompts["n_tokens"].to_numpy(), kind="stable")
     texts = prompts["text"].to_numpy()[order].tolist()
     answer = answer_tokens(tokenizer, mcfg.answer)
-    scores = score_prompts(model, tokenizer, texts, mcfg.batch_size, answer, mcfg.max_length)
+    scores = score_prompts(model, tokenizer, texts, mcfg.batch_size, answer, mcfg.max_length, progress)
     out = np.empty_like(scores)
     out[order] = scores
     return out
@@ -54,7 +55,7 @@ def score_frame(model, tokenizer, mcfg: ModelConfig, prompts: pd.DataFrame) -> n
 def _run(spark: SparkSession, cfg: Config, run_id: str, variant: str, model_version: str,
          model, tokenizer, mcfg: ModelConfig, prompts: pd.DataFrame, ecfg: EvaluationConfig) -> dict:
     started = time.time()
-    scores = score_frame(model, tokenizer, mcfg, prompts)
+    scores = score_frame(model, tokenizer, mcfg, prompts, progress=f"scoring {run_id}")
     seconds = time.time() - started
     rows = prompts[["sample_id", "user_id", "item_id", "split", "label"]].assign(
         run_id=run_id, variant=variant, model_version=model_version, score=scores,

@@ -141,17 +141,24 @@ def score_prompts(
     batch_size: int,
     answer: AnswerTokens | None = None,
     max_length: int | None = None,
+    progress: str | None = None,
 ) -> np.ndarray:
-    """CTR scores P(Yes) in (0, 1), one per prompt, float64 array (full forward)."""
+    """CTR scores P(Yes) in (0, 1), one per prompt, float64 array (full forward).
+    `progress`: a label shows a progress bar (prompts done, rate, ETA)."""
+    from tqdm.auto import tqdm
+
     answer = answer or answer_tokens(tokenizer)
     device = next(model.parameters()).device
     scores = []
+    bar = tqdm(total=len(prompts), desc=progress, unit="prompt", disable=progress is None)
     for start in range(0, len(prompts), batch_size):
         input_ids, attention_mask = encode_prompts(
             tokenizer, prompts[start: start + batch_size], max_length, device
         )
         hidden = last_hidden(model, input_ids, attention_mask)
         scores.append(yes_probability(answer_logits(model, hidden, answer)).cpu())
+        bar.update(input_ids.shape[0])
+    bar.close()
     if not scores:
         return np.zeros(0, dtype=np.float64)
     return torch.cat(scores).double().numpy()
