@@ -4,7 +4,8 @@ The loss is the cross-entropy at the answer position (the prompt's last real tok
 target token "Yes" (label 1) or "No" (label 0); only that position's logits are computed.
 `loss: full_vocab` is the paper's -log p(y|x) over the whole vocabulary; `loss: yes_no` is
 the same cross-entropy over the two answer logits only, i.e. the log loss of the CTR that is
-served: with a few hundred CPU examples it spends no steps learning the answer format. fp32 on CPU (seeded, deterministic), bf16 autocast on CUDA.
+served: with a few hundred CPU examples it spends no steps learning the answer format.
+fp32 on CPU (seeded, deterministic), bf16 autocast on CUDA.
 
 A tuned model is saved into one folder: weights (merged, or the LoRA adapter only) as
 safetensors, the tokenizer, and `meta.json` (model version, data version, base model,
@@ -31,7 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from optirag.artifacts import atomic_folder
 from optirag.llm.config import ModelConfig, TuningConfig
 from optirag.llm.loading import load_model_from, prepare_model
-from optirag.llm.scoring import AnswerTokens, encode_prompts, last_hidden
+from optirag.llm.scoring import AnswerTokens, answer_logits, encode_prompts, last_hidden
 
 META_FILE = "meta.json"
 
@@ -52,10 +53,9 @@ def answer_loss(
     """Mean CE at the answer position, target Yes (1) / No (0), over the full vocabulary
     (`full_vocab`) or over the two answer logits (`yes_no`)."""
     hidden = last_hidden(model, input_ids, attention_mask)
+    if loss == "yes_no":  # the scorer's own (No, Yes) logits: class 1 = Yes
+        return torch.nn.functional.cross_entropy(answer_logits(model, hidden, answer).float(), labels)
     logits = model.get_output_embeddings()(hidden)  # (B, V): last position only
-    if loss == "yes_no":
-        pair = logits[:, [answer.no_id, answer.yes_id]].float()   # class 1 = Yes
-        return torch.nn.functional.cross_entropy(pair, labels)
     targets = torch.where(labels.bool(), answer.yes_id, answer.no_id)
     return torch.nn.functional.cross_entropy(logits.float(), targets)
 
