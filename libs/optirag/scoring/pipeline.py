@@ -20,10 +20,12 @@ bottleneck, and it gives exact progress.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import shutil
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -177,10 +179,12 @@ class AttachPrompts:
 class ExitScorer:
     """Actor stage: the scorer + heads loaded once; scores its batches (prefix-shared)."""
 
-    def __init__(self, spec: dict[str, Any], batch_size: int, shared_prefix: bool):
+    def __init__(self, spec: dict[str, Any], batch_size: int, shared_prefix: bool,
+                 counter: Any = None):
         self.model, self.tokenizer, self.heads, self.rule = load_scorer(spec)
         self.model_version = spec["model_version"]
         self.batch_size, self.shared_prefix = batch_size, shared_prefix
+        self.counter = counter
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from optirag.scoring.prefix import score_independent, score_shared_prefix
@@ -202,6 +206,8 @@ class ExitScorer:
             batch.loc[ok, "exit_layer"] = out.exit_layer.numpy()
         batch["model_version"] = self.model_version
         batch["scored_at"] = pd.Timestamp.now(tz="UTC")
+        if self.counter is not None:
+            self.counter.add.remote(len(batch))
         return batch.drop(columns=["prefix_ids", "suffix_ids"])
 
 
@@ -283,12 +289,14 @@ def commit(cfg: Config, score_date: str, folder: Path) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------
 
 class Progress:
+    """Rows scored, rows/s and ETA, printed every `every` seconds."""
+
     def __init__(self, total: int, every: float, out=sys.stdout):
         self.total, self.every, self.out = total, every, out
         self.done, self.started, self.last = 0, time.time(), 0.0
 
-    def update(self, rows: int, force: bool = False) -> None:
-        self.done += rows
+    def update(self, done: int, force: bool = False) -> None:
+        self.done = done
         now = time.time()
         if force or now - self.last >= self.every:
             self.last = now
@@ -297,6 +305,47 @@ class Progress:
             eta_text = str(dt.timedelta(seconds=int(eta))) if np.isfinite(eta) else "?"
             print(f"scored {self.done:,}/{self.total:,} rows ({rate:,.1f} rows/s, ETA {eta_text})",
                   file=self.out, flush=True)
+
+
+def _row_counter():
+    """A CPU-free Ray actor the scorer actors add their rows to. Ray merges a task's small
+    outputs into one block (up to 128 MiB), so the driver may see a whole candidate file's
+    scores at once; the counter shows progress per scored batch instead."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class RowCounter:
+        def __init__(self):
+            self.rows = 0
+
+        def add(self, rows: int) -> None:
+            self.rows += rows
+
+        def get(self) -> int:
+            return self.rows
+
+    return RowCounter.remote()
+
+
+@contextlib.contextmanager
+def _report_progress(progress: Progress, counter: Any):
+    """Print `progress` from the counter in a driver thread while the pipeline runs."""
+    import ray
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(progress.every):
+            progress.update(ray.get(counter.get.remote()))
+
+    thread = threading.Thread(target=loop, name="scoring-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        progress.update(ray.get(counter.get.remote()), force=True)
 
 
 def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
@@ -328,6 +377,9 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
     shutil.rmtree(folder, ignore_errors=True)  # a killed earlier run's leftovers
     folder.mkdir(parents=True)
     init_ray(cfg.ray)
+    # our progress line (rows, rows/s, ETA) replaces Ray's per-operator log every 10 s
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    counter = _row_counter()
     columns = [f.name for f in CANDIDATES.schema.fields if f.name != "score_date"]
     # One read task per candidate file, at a fraction of a CPU: Ray's read_parquet plans a
     # 1-CPU file-listing task that, on a 2-CPU node, can wait forever behind the actors.
@@ -341,23 +393,21 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=scfg.prompt_num_cpus)
     ds = ds.map_batches(
         ExitScorer, batch_format="pandas", batch_size=scfg.block_rows,
-        fn_constructor_args=(spec, scfg.batch_size, scfg.shared_prefix),
+        fn_constructor_args=(spec, scfg.batch_size, scfg.shared_prefix, counter),
         compute=ray.data.ActorPoolStrategy(size=scfg.actors),
         num_cpus=scfg.actor_num_cpus, num_gpus=scfg.num_gpus or None)
 
-    progress = Progress(total, scfg.progress_seconds)
     exits: dict[int, int] = {}
     scoring_started = time.time()
-    for part, batch in enumerate(ds.iter_batches(batch_size=None, batch_format="pandas")):
-        if batch.empty:
-            continue
-        table = _conform(batch, retriever_version)
-        pq.write_table(table, folder / f"part-{part:06d}-{uuid.uuid4().hex[:8]}.parquet")
-        for layer, n in zip(*np.unique(batch.loc[batch["reason"].isna(), "exit_layer"],
-                                       return_counts=True)):
-            exits[int(layer)] = exits.get(int(layer), 0) + int(n)
-        progress.update(len(batch))
-    progress.update(0, force=True)
+    with _report_progress(Progress(total, scfg.progress_seconds), counter):
+        for part, batch in enumerate(ds.iter_batches(batch_size=None, batch_format="pandas")):
+            if batch.empty:
+                continue
+            table = _conform(batch, retriever_version)
+            pq.write_table(table, folder / f"part-{part:06d}-{uuid.uuid4().hex[:8]}.parquet")
+            for layer, n in zip(*np.unique(batch.loc[batch["reason"].isna(), "exit_layer"],
+                                           return_counts=True)):
+                exits[int(layer)] = exits.get(int(layer), 0) + int(n)
     scoring_seconds = time.time() - scoring_started
     counts = commit(cfg, score_date, folder)
     shutil.rmtree(folder, ignore_errors=True)
