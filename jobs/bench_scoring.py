@@ -3,6 +3,7 @@
 python -m jobs.bench_scoring --dataset bookcrossing --lake /tmp/lake
 Needs the lake's candidates for --date (built if missing), and a scorer + exit heads of
 scoring.variant (see README). Writes reports/bench/scoring.json and scoring.png.
+With --device-bundle DIR it only exports what jobs.bench_device times on a GPU worker.
 """
 import argparse
 import json
@@ -22,9 +23,16 @@ def main() -> int:
     parser.add_argument("--memory-rows", default="10000,100000")
     parser.add_argument("--memory-model", default="tiny", help="model recipe for the memory runs")
     parser.add_argument("--out", default="reports/bench/scoring.json")
+    parser.add_argument("--device-bundle", default=None, metavar="DIR",
+                        help="only export the rows + scorer delta + heads a GPU worker times "
+                             "with jobs.bench_device, then stop")
     args = parser.parse_args()
     cfg = config_from_args(args)
-    from optirag.scoring.bench_run import run_bench
+    from optirag.scoring.bench_run import export_device_bundle, run_bench
+
+    if args.device_bundle:
+        print(json.dumps(export_device_bundle(cfg, args)))
+        return 0
 
     result = run_bench(cfg, args)
     print(json.dumps({k: v for k, v in result.items() if k not in ("variants",)}, indent=1, default=str))

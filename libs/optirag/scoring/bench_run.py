@@ -37,23 +37,12 @@ def _job_args(cfg: Config, args, *sets: str) -> list[str]:
     return out
 
 
-def run_bench(cfg: Config, args) -> dict[str, Any]:
-    from optirag.scoring.candidates import write_candidates
+def _bench_inputs(spark, cfg: Config, args, scfg):
+    """The bench rows as token ids, with the scorer the nightly job would load."""
     from optirag.scoring.context import item_suffixes, user_prefixes
-    from optirag.scoring.pipeline import load_scorer, resolve_models, scoring_config
+    from optirag.scoring.pipeline import load_scorer, resolve_models
     from optirag.scoring.prefix import encode_pairs
-    from optirag.spark import get_spark
-    from optirag.tables import CANDIDATES, read_table
 
-    spark = get_spark(cfg)
-    scfg = scoring_config(cfg)
-    have = (Path(CANDIDATES.path(cfg.dataset_lake()), "_delta_log").is_dir() and
-            read_table(spark, CANDIDATES, cfg.dataset_lake()).where(F.col("score_date") == args.date).limit(1).count())
-    if not have:
-        print(f"building candidates for {args.date}", flush=True)
-        write_candidates(spark, cfg, args.date)
-
-    # --- (a)-(d) in process, same rows, interleaved repeats -------------------------------
     chosen = _bench_rows(spark, cfg, args.date, args.users, args.candidates_per_user)
     spec = resolve_models(cfg, scfg)
     tokenizer_dir = spec["scorer_dir"] or spec["base_dir"]
@@ -67,6 +56,47 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
     model, tokenizer, heads, rule = load_scorer(spec)
     prefix_ids, suffix_ids = encode_pairs(tokenizer, [prefix_text[u] for u in users],
                                           [suffix_text[i] for u in users for i in chosen[u]])
+    return spec, model, tokenizer, heads, rule, prefix_ids, suffix_ids, group, users
+
+
+def export_device_bundle(cfg: Config, args) -> dict[str, Any]:
+    """Only the bundle a GPU worker times (see optirag.scoring.bench_device)."""
+    from optirag.scoring.bench_device import export_bundle, reference_scores
+    from optirag.scoring.pipeline import scoring_config
+    from optirag.spark import get_spark
+
+    spark = get_spark(cfg)
+    scfg = scoring_config(cfg)
+    _ensure_candidates(spark, cfg, args.date)
+    spec, model, tokenizer, heads, rule, prefix_ids, suffix_ids, group, _ = _bench_inputs(spark, cfg, args, scfg)
+    rows = min(len(group), 2 * args.candidates_per_user)
+    reference = reference_scores(model, heads, rule, prefix_ids, suffix_ids, group, scfg.batch_size,
+                                 tokenizer.pad_token_id, rows)
+    return export_bundle(Path(args.device_bundle), spec, model, prefix_ids, suffix_ids, group,
+                         scfg.batch_size, tokenizer.pad_token_id, reference, rows)
+
+
+def _ensure_candidates(spark, cfg: Config, date: str) -> None:
+    from optirag.scoring.candidates import write_candidates
+    from optirag.tables import CANDIDATES, read_table
+
+    have = (Path(CANDIDATES.path(cfg.dataset_lake()), "_delta_log").is_dir() and
+            read_table(spark, CANDIDATES, cfg.dataset_lake()).where(F.col("score_date") == date).limit(1).count())
+    if not have:
+        print(f"building candidates for {date}", flush=True)
+        write_candidates(spark, cfg, date)
+
+
+def run_bench(cfg: Config, args) -> dict[str, Any]:
+    from optirag.scoring.pipeline import scoring_config
+    from optirag.spark import get_spark
+
+    spark = get_spark(cfg)
+    scfg = scoring_config(cfg)
+    _ensure_candidates(spark, cfg, args.date)
+
+    # --- (a)-(d) in process, same rows, interleaved repeats -------------------------------
+    spec, model, tokenizer, heads, rule, prefix_ids, suffix_ids, group, users = _bench_inputs(spark, cfg, args, scfg)
     print(f"timing 4 variants x {args.repeats} on {len(group)} rows "
           f"({len(users)} users x {args.candidates_per_user})", flush=True)
     variants = bench.time_variants(model, heads, rule, prefix_ids, suffix_ids, group,
