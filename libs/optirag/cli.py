@@ -17,9 +17,17 @@ def register_user_error(exc_type: type[BaseException]) -> None:
     USER_ERRORS = USER_ERRORS + (exc_type,)
 
 
+def _not_py4j_retry(record: logging.LogRecord) -> bool:
+    """py4j logs a stale pooled connection to the JVM at INFO on the root logger, with a
+    traceback, and then retries it (a send that really fails is logged at ERROR): after
+    Ray starts beside a Spark session this printed two alarming tracebacks per job."""
+    return not (record.levelno == logging.INFO and record.getMessage() == "Exception while sending command.")
+
+
 def run_job(name: str, main: Callable[[], int | None]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    logging.getLogger().addFilter(_not_py4j_retry)
     for noisy in ("py4j", "great_expectations", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
