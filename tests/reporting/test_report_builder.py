@@ -70,7 +70,7 @@ def test_tables_figures_and_sentences_come_from_the_inputs(reports):
     assert "| bookcrossing | w/o | w/o | 60.00 | 10.00 | 70.74 (15.77) |" in lines
     assert "| bookcrossing | w/ | w/ | 66.00 | 5.00 | 73.28 (5.59) |" in lines   # 4.0 samples/s x 1.25
     assert "| bookcrossing | w/o | w/ | not run | not run | 53.17 (17.85) |" in lines
-    assert "scorer rate x throughput_ratio 1.25" in text
+    assert "bookcrossing: samples/s estimated as the scorer's eval rate x throughput_ratio 1.25" in text
     assert "bookcrossing: mean exit layer 21.0 of 30, FLOPs ratio 0.70, AUC without exit 65.00" in text
     assert "Retriever w/" not in text   # Table 4's shared cells are compared once, in Table 2
     assert "throughput on bookcrossing by x1.25 in our run (paper on BookCrossing: x1.20)" in text

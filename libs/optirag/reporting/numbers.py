@@ -71,7 +71,8 @@ def early_exit_speed(inputs: ReportInputs, dataset: str, variant: str, base_run:
         return float(direct), ""
     ratio, base = pick(ee, "throughput_ratio"), llm_speed(inputs, dataset, base_run)
     if ratio is not None and base is not None:
-        return float(base) * float(ratio), f"samples/s estimated as scorer rate x throughput_ratio {float(ratio):.2f}"
+        return float(base) * float(ratio), (f"{dataset}: samples/s estimated as the scorer's eval rate x "
+                                            f"throughput_ratio {float(ratio):.2f}")
     return None, ""
 
 
