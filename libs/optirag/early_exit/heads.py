@@ -117,6 +117,11 @@ class ExitHeads(nn.Module):
                  for layer in resolve_exit_layers(cfg, num_layers)}
         return cls(heads, num_layers, answer)
 
+    @classmethod
+    def final_only(cls, model: PreTrainedModel, answer: AnswerTokens) -> "ExitHeads":
+        """Only the model's own head at its last layer: full depth, no early exit."""
+        return cls.from_model(model, answer, EarlyExitConfig(exit_layers=[]))
+
     @property
     def trainable_layers(self) -> list[int]:
         return self.exit_layers[:-1]

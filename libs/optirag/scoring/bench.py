@@ -46,14 +46,21 @@ def forward_flops(model, tokens: int, context: float) -> float:
     return tokens * (2 * params + 4 * cfg.num_hidden_layers * cfg.hidden_size * context)
 
 
+def rows_flops(model, prefix_ids, suffix_ids, group) -> tuple[float, float, float]:
+    """(forward FLOPs of the rows as independent prompts, mean prefix and suffix tokens)."""
+    prefix_len = sum(len(prefix_ids[g]) for g in group) / len(group)
+    suffix_len = sum(len(s) for s in suffix_ids) / len(suffix_ids)
+    flops = forward_flops(model, len(group) * (prefix_len + suffix_len), (prefix_len + suffix_len) / 2)
+    return flops, prefix_len, suffix_len
+
+
 def time_variants(model, heads, rule, prefix_ids, suffix_ids, group, batch_size, pad_id,
                   repeats: int) -> dict[str, Any]:
     from optirag.early_exit.heads import ExitHeads
-    from optirag.early_exit.config import EarlyExitConfig
     from optirag.early_exit.rules import never_exit
     from optirag.scoring.prefix import score_independent, score_shared_prefix
 
-    full_heads = ExitHeads.from_model(model, heads.answer, EarlyExitConfig(exit_layers=[]))
+    full_heads = ExitHeads.final_only(model, heads.answer)
     variants = {
         "full_independent": (score_independent, full_heads, never_exit),
         "exit_independent": (score_independent, heads, rule),

@@ -26,6 +26,15 @@ from safetensors.torch import load_file, save_file
 INPUTS, DELTA, HEADS = "inputs.json", "delta.safetensors", "heads"
 
 
+def delta_names(tensors: dict[str, torch.Tensor]) -> set[str]:
+    """The model tensors a delta changes (keys are `<name>.u/.v/.full`)."""
+    return {k.rsplit(".", 1)[0] for k in tensors}
+
+
+def _max_diff(ours: dict[str, list[float]], ref: dict[str, list[float]]) -> dict[str, float]:
+    return {k: max(abs(a - b) for a, b in zip(ours[k], ref[k])) for k in ours}
+
+
 def lowrank_delta(tuned: torch.nn.Module, base: torch.nn.Module, rel_tol: float = 1e-4
                   ) -> tuple[dict[str, torch.Tensor], float]:
     """{name.u, name.v} (or name.full for non-matrices) per changed tensor, and the largest
@@ -52,7 +61,7 @@ def apply_delta(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> int
     """Add the delta in place (fp32 model); returns the number of tensors changed."""
     params = dict(model.named_parameters())
     params.update(dict(model.named_buffers()))
-    names = {k.rsplit(".", 1)[0] for k in tensors}
+    names = delta_names(tensors)
     for name in names:
         if f"{name}.full" in tensors:
             params[name].add_(tensors[f"{name}.full"].to(params[name]))
@@ -84,19 +93,18 @@ def export_bundle(out: Path, spec: dict[str, Any], model, prefix_ids, suffix_ids
            "reference_rows": reference_rows, "reference": reference, "delta_max_error": error}
     (out / INPUTS).write_text(json.dumps(doc))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    return {"bundle": str(out), "bytes": size, "delta_tensors": len({k.rsplit('.', 1)[0] for k in tensors}),
+    return {"bundle": str(out), "bytes": size, "delta_tensors": len(delta_names(tensors)),
             "delta_max_error": error, "rows": len(group)}
 
 
 def reference_scores(model, heads, rule, prefix_ids, suffix_ids, group, batch_size, pad_id,
                      rows: int) -> dict[str, list[float]]:
     """CPU fp32 P(Yes) of the first `rows` rows, full depth and with exit (shared prefix)."""
-    from optirag.early_exit.config import EarlyExitConfig
     from optirag.early_exit.heads import ExitHeads
     from optirag.early_exit.rules import never_exit
     from optirag.scoring.prefix import score_shared_prefix
 
-    full = ExitHeads.from_model(model, heads.answer, EarlyExitConfig(exit_layers=[]))
+    full = ExitHeads.final_only(model, heads.answer)
     sub = list(group[:rows])
     return {"full": score_shared_prefix(model, full, never_exit, prefix_ids, suffix_ids[:rows], sub,
                                         batch_size, pad_id).p_yes.tolist(),
@@ -141,16 +149,14 @@ def run_bundle(bundle: Path, device: str, dtype: str, batch_sizes: list[int], re
 
     rows = doc["reference_rows"]
     ours = reference_scores(model, heads, rule, prefix_ids, suffix_ids, group, doc["batch_size"], pad_id, rows)
-    parity = {k: max(abs(a - b) for a, b in zip(ours[k], doc["reference"][k])) for k in ours}
+    parity = _max_diff(ours, doc["reference"])
 
     model.to(torch_dtype(dtype))
     heads.to(torch_dtype(dtype))
     low = reference_scores(model, heads, rule, prefix_ids, suffix_ids, group, doc["batch_size"], pad_id, rows)
-    drift = {k: max(abs(a - b) for a, b in zip(low[k], doc["reference"][k])) for k in low}
+    drift = _max_diff(low, doc["reference"])
 
-    prefix_len = sum(len(prefix_ids[g]) for g in group) / len(group)
-    suffix_len = sum(len(s) for s in suffix_ids) / len(suffix_ids)
-    flops = bench.forward_flops(model, len(group) * (prefix_len + suffix_len), (prefix_len + suffix_len) / 2)
+    flops, prefix_len, suffix_len = bench.rows_flops(model, prefix_ids, suffix_ids, group)
     peak = _gemm_peak(device, torch_dtype(dtype)) if device.startswith("cuda") else None
     by_batch = {}
     for bs in batch_sizes:

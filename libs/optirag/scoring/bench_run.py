@@ -103,11 +103,8 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
                                    scfg.batch_size, tokenizer.pad_token_id, args.repeats)
     speedups = bench.summarize(variants)
 
-    prefix_len = sum(len(prefix_ids[g]) for g in group) / len(group)
-    suffix_len = sum(len(s) for s in suffix_ids) / len(suffix_ids)
-    tokens = len(group) * (prefix_len + suffix_len)
-    achieved = bench.forward_flops(model, tokens, (prefix_len + suffix_len) / 2) / \
-        variants["full_independent"]["seconds_median"]
+    flops, prefix_len, suffix_len = bench.rows_flops(model, prefix_ids, suffix_ids, group)
+    achieved = flops / variants["full_independent"]["seconds_median"]
     peak = bench.matmul_peak_flops(scfg.torch_threads)
     del model
 

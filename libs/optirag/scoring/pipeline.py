@@ -124,7 +124,7 @@ def load_scorer(spec: dict[str, Any]):
         heads = load_exit_heads(spec["heads_dir"], model, answer, spec["model_version"])
         rule = build_rule(ee_cfg)
     else:  # full depth: only the model's own head at the last layer
-        heads, rule = ExitHeads.from_model(model, answer, EarlyExitConfig(exit_layers=[])), never_exit
+        heads, rule = ExitHeads.final_only(model, answer), never_exit
     return model, tokenizer, heads, rule
 
 
