@@ -1,8 +1,9 @@
 """Benchmark of multi-head early exit on the valid/test prompts of each dataset.
 
-python -m jobs.bench_early_exit --lake /tmp/lake [--datasets bookcrossing,movielens100k]
+python -m jobs.bench_early_exit --lake /tmp/lake [--datasets bookcrossing,movielens100k] [--variants gcn,none]
 Needs, per dataset, the variant's prompts, tuned scorer and exit heads (jobs.build_prompts,
-train_scorer, train_exit_heads). Writes reports/bench/early_exit.json + PNG sweeps.
+train_scorer, train_exit_heads). Updates reports/bench/early_exit.json (results of other
+datasets and variants already there are kept) and draws the gcn sweeps as PNGs.
 """
 import argparse
 import json
@@ -20,7 +21,7 @@ def main() -> int:
     parser.add_argument("--datasets", default="bookcrossing,movielens100k")
     parser.add_argument("--env", default=os.environ.get("OPTIRAG_ENV", "local"))
     parser.add_argument("--model", default=os.environ.get("OPTIRAG_MODEL", "cpu-small"))
-    parser.add_argument("--variant", default="gcn")
+    parser.add_argument("--variants", default="gcn", help="comma list; gcn is the one swept and plotted")
     parser.add_argument("--max-rows", type=int, default=300, help="valid/test rows per dataset")
     parser.add_argument("--timing-rows", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
@@ -38,27 +39,27 @@ def main() -> int:
     from optirag.spark import get_spark
 
     torch.set_num_threads(1)
-    results = {}
-    for name in args.datasets.split(","):
-        cfg = load_config(name, env=args.env, model=args.model, lake=args.lake, overrides=args.overrides)
-        print(f"== {name}", flush=True)
-        results[name] = bench.bench_dataset(
-            get_spark(cfg), cfg, args.variant, args.max_rows, args.timing_rows, args.repeats,
-            [float(t) for t in args.taus.split(",")], [int(m) for m in args.windows.split(",")],
-            args.max_auc_loss, [int(k) for k in args.ks.split(",") if k], args.k_rows)
-        print(json.dumps({k: results[name][k] for k in ("auc_full", "auc_exit", "mean_exit_layer",
-                          "flops_ratio", "throughput_ratio", "compaction_efficiency")}), flush=True)
-    first = next(iter(results.values()))
-    summary = {k: first[k] for k in ("auc_full", "auc_exit", "mean_exit_layer", "n_layers",
-                                     "flops_ratio", "throughput_ratio", "compaction_efficiency")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    doc = {**summary, "summary_dataset": next(iter(results)), "datasets": results,
-           "sweeps": {n: r["sweeps"] for n, r in results.items()},
-           "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    (out / "early_exit.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
-    print("plots:", bench.plot(results, out))
-    print(f"wrote {out / 'early_exit.json'}")
+    path = out / "early_exit.json"
+    # results of other datasets / variants already in the file are kept (merge_result)
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    for name in args.datasets.split(","):
+        cfg = load_config(name, env=args.env, model=args.model, lake=args.lake, overrides=args.overrides)
+        for variant in args.variants.split(","):
+            print(f"== {name} / {variant}", flush=True)
+            result = bench.bench_dataset(
+                get_spark(cfg), cfg, variant, args.max_rows, args.timing_rows, args.repeats,
+                [float(t) for t in args.taus.split(",")], [int(m) for m in args.windows.split(",")],
+                args.max_auc_loss, [int(k) for k in args.ks.split(",") if k], args.k_rows)
+            print(json.dumps({k: result[k] for k in ("auc_full", "auc_exit", "mean_exit_layer",
+                              "flops_ratio", "throughput_ratio", "compaction_efficiency")}), flush=True)
+            bench.merge_result(doc, result)
+            doc["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            path.write_text(json.dumps(doc, indent=2, default=float) + "\n")   # after each run: nothing lost
+    primary = {n: r for n, r in doc.get("datasets", {}).items() if r.get("variant") == bench.PRIMARY}
+    print("plots:", bench.plot(primary, out))
+    print(f"report: {path}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """GCN retriever vs LLM retriever wall time, search throughput and search scaling (make bench-retrieval).
 
 python -m jobs.bench_retrieval --dataset bookcrossing --lake /tmp/lake [--users 500] [--threads 1]
-Needs an ingested lake (jobs.ingest). Writes <out>/retrieval.json and retrieval.png.
+Needs an ingested lake (jobs.ingest). Writes <out>/retrieval_<dataset>.json and .png.
 """
 import argparse
 import json
@@ -32,7 +32,7 @@ def main() -> int:
                                  tuple(int(s) for s in args.sizes.split(",")), args.queries,
                                  echo=lambda m: print(f"[bench_retrieval] {m}", flush=True))
     print(json.dumps({k: v for k, v in result.items() if k != "scaling_detail"}, indent=2))
-    print(f"report: {os.path.join(args.out, 'retrieval.json')}")
+    print(f"report: {os.path.join(args.out, f'retrieval_{cfg.dataset.name}.json')}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Build the scorer prompts (instruction + retrieved users + history + target) into `prompts`.
 
 python -m jobs.build_prompts --dataset bookcrossing --lake /tmp/lake --variant all
-`all`: `none` plus each retriever (llm, gcn) whose neighbours exist. A variant's partition
+`all`: `none` plus each retriever (llm, gcn, gcn_last) whose neighbours exist. A variant's partition
 is replaced whole; prints one JSON summary per variant (tokens, cold users, wall time).
 """
 import argparse
@@ -9,12 +9,13 @@ import json
 
 from optirag.cli import run_job
 from optirag.config import add_common_args, config_from_args
+from optirag.prompts.config import VARIANTS
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
-    parser.add_argument("--variant", choices=["none", "llm", "gcn", "all"], default="all")
+    parser.add_argument("--variant", choices=[*VARIANTS, "all"], default="all")
     parser.add_argument("--splits", default="train,valid,test", help="comma-separated")
     args = parser.parse_args()
     cfg = config_from_args(args)

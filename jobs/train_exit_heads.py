@@ -11,12 +11,13 @@ import json
 
 from optirag.cli import run_job
 from optirag.config import add_common_args, config_from_args
+from optirag.prompts.config import VARIANTS
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
-    parser.add_argument("--variant", default="gcn", choices=["none", "llm", "gcn"])
+    parser.add_argument("--variant", default="gcn", choices=VARIANTS)
     parser.add_argument("--scorer-version", default=None)
     parser.add_argument("--max-examples", type=int, default=None)
     args = parser.parse_args()

@@ -9,12 +9,13 @@ import json
 
 from optirag.cli import run_job
 from optirag.config import add_common_args, config_from_args
+from optirag.prompts.config import VARIANTS
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
-    parser.add_argument("--variant", choices=["none", "llm", "gcn"], required=True)
+    parser.add_argument("--variant", choices=VARIANTS, required=True)
     args = parser.parse_args()
     cfg = config_from_args(args)
     from optirag.evaluation.tuning_run import train_scorer

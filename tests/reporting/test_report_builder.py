@@ -29,15 +29,18 @@ def reports(tmp_path):
     _write(r / "eval" / "bookcrossing.json", {"evaluation": {"seed": 42}, "runs": {
         "none": {"metrics": {"test": {"auc": 0.60}}, "prompts_per_second": 10.0},
         "gcn": {"metrics": {"test": {"auc": 0.65}}, "prompts_per_second": 4.0},
+        "gcn_last": {"metrics": {"test": {"auc": 0.64}}, "prompts_per_second": 4.0},
+        "zero_shot/none": {"metrics": {"test": {"auc": 0.52}}, "prompts_per_second": 9.0},
     }})
-    _write(r / "eval" / "retrieval_bookcrossing.json", {"average": {"auc": 0.66}, "last_layer": {"auc": 0.64}})
-    _write(r / "bench" / "retrieval.json", {"datasets": {"bookcrossing": {"gcn": {"seconds": 2.0},
-                                                                          "llm": {"seconds": 50.0}}}})
+    _write(r / "eval" / "retrieval_bookcrossing.json", {"layers": {"average": {"hit_rate": 0.0912},
+                                                                   "last_layer": {"hit_rate": 0.08}}})
+    _write(r / "bench" / "retrieval_bookcrossing.json", {"dataset": "bookcrossing", "gcn_seconds": 2.0,
+                                                         "llm_seconds": 50.0})
     _write(r / "bench" / "early_exit.json", {
         "dataset": "bookcrossing", "variant": "gcn", "auc_full": 0.65, "auc_exit": 0.66,
         "mean_exit_layer": 21.0, "n_layers": 30, "flops_ratio": 0.7, "throughput_ratio": 1.25,
-        "sweeps": {"tau": [{"tau": 0.05, "auc": 0.63, "throughput_ratio": 1.5},
-                           {"tau": 0.01, "auc": 0.66, "throughput_ratio": 1.1}]}})
+        "sweeps": {"tau": [{"tau": 0.05, "auc": 0.63, "samples_per_s_estimated": 1.5},
+                           {"tau": 0.01, "auc": 0.66, "samples_per_s_estimated": 1.1}]}})
     return r
 
 
@@ -64,20 +67,22 @@ def test_tables_figures_and_sentences_come_from_the_inputs(reports):
     ml = text.split("### movielens100k")[1].split("## Table 3")[0]
     assert ml.count("not run") == 9 and "—" in ml
     # Table 3 and 4
-    assert _row(text, "bookcrossing", "Average of layers") == "| bookcrossing | Average of layers | 66.00 | 72.51 |"
-    assert "the average embedding gives the higher AUC in our run (66.00 vs 64.00)" in text
+    assert _row(text, "bookcrossing", "Average of layers") == "| bookcrossing | Average of layers | 65.00 | 9.12 | 72.51 |"
+    assert _row(text, "bookcrossing", "Last layer") == "| bookcrossing | Last layer | 64.00 | 8.00 | 69.45 |"
+    assert "the average embedding gives the higher AUC in our run (65.00 vs 64.00)" in text
     lines = text.splitlines()
     assert "| bookcrossing | w/o | w/o | 60.00 | 10.00 | 70.74 (15.77) |" in lines
     assert "| bookcrossing | w/ | w/ | 66.00 | 5.00 | 73.28 (5.59) |" in lines   # 4.0 samples/s x 1.25
     assert "| bookcrossing | w/o | w/ | not run | not run | 53.17 (17.85) |" in lines
-    assert "bookcrossing: samples/s estimated as the scorer's eval rate x throughput_ratio 1.25" in text
-    assert "bookcrossing: mean exit layer 21.0 of 30, FLOPs ratio 0.70, AUC without exit 65.00" in text
+    assert "bookcrossing, gcn scorer: samples/s estimated as its eval rate x throughput_ratio 1.25" in text
+    assert "bookcrossing, w/ retriever: mean exit layer 21.0 of 30, FLOPs ratio 0.70, AUC without exit 65.00" in text
     assert "Retriever w/" not in text   # Table 4's shared cells are compared once, in Table 2
     assert "throughput on bookcrossing by x1.25 in our run (paper on BookCrossing: x1.20)" in text
     # Figures: 2 and 3 drawn from the data, 4 and 5 not run
     assert "| bookcrossing | 2.00 | 50.00 | 25.0x |" in text
     assert (reports / "figures" / "fig2_retrieval_speedup.png").stat().st_size > 1000
     assert (reports / "figures" / "fig3_tau_bookcrossing.png").stat().st_size > 1000
+    assert "| threshold τ | AUC | samples/s (estimated) |" in text
     assert "| 0.01 | 66.00 | 1.10 |" in text and "no `sweeps.window`" in text and "no `sweeps.k`" in text
     assert "Seeds (bookcrossing): baselines [0, 1, 2]; LLM evaluation subset 42" in text
 
@@ -90,16 +95,104 @@ def test_no_inputs_means_not_run_everywhere(tmp_path):
     assert "nothing to compare yet" in text and not (tmp_path / "out" / "figures").exists()
 
 
+def _in_lake(lake: Path, dataset: str, *variants: str) -> None:
+    """Prompts partitions and a scorer version of each variant, as the jobs leave them."""
+    for v in variants:
+        (lake / dataset / "prompts" / f"variant={v}").mkdir(parents=True)
+        _write(lake / dataset / "_models" / "scorer" / v / "v1" / "meta.json", {"created_at": "2026-11-27"})
+
+
 def test_plan_trains_only_what_is_missing(tmp_path, reports):
     lake = tmp_path / "lake"
     (lake / "bookcrossing" / "samples" / "_delta_log").mkdir(parents=True)
+    _in_lake(lake, "bookcrossing", "none", "gcn", "gcn_last")
     chains = plan(reports, str(lake), ["bookcrossing", "movielens100k"], {"movielens100k": "/raw/ml"}, "all")
-    flat = [" ".join(c[1:]) for chain in chains for c in chain]
-    # bookcrossing has samples, baselines and the LLM evaluation already
-    assert not any("--dataset bookcrossing" in c for c in flat)
-    ml = [c for c in flat if "--dataset movielens100k" in c]
-    assert ml[0].startswith("-m jobs.ingest") and "--raw /raw/ml" in ml[0]
-    assert ml[1].startswith("-m jobs.train_baselines") and ml[-1].startswith("-m jobs.evaluate")
+    bx, ml = ([" ".join(c[2:]) for c in chain] for chain in chains)
+    # bookcrossing has samples, baselines, the none/gcn/gcn_last runs, retrieval quality and
+    # time, and the gcn early exit already: the llm run and the none early exit are missing
+    assert bx == [
+        f"jobs.train_retriever --dataset bookcrossing --lake {lake} --retriever llm",
+        f"jobs.build_prompts --dataset bookcrossing --lake {lake} --variant llm",
+        f"jobs.train_scorer --dataset bookcrossing --lake {lake} --variant llm",
+        f"jobs.evaluate --dataset bookcrossing --lake {lake} --variants llm --no-zero-shot "
+        f"--set evaluation.reports_dir={reports / 'eval'}",
+        f"jobs.train_exit_heads --dataset bookcrossing --lake {lake} --variant none",
+        f"jobs.bench_early_exit --lake {lake} --datasets bookcrossing --variants none --out {reports / 'bench'}",
+    ]
+    assert ml[0].startswith("jobs.ingest") and "--raw /raw/ml" in ml[0]
+    assert ml[1].startswith("jobs.train_baselines") and f"baselines.reports_dir={reports / 'eval'}" in ml[1]
+    assert [c.split()[0] for c in ml[2:]] == ["jobs.train_retriever"] * 3 + ["jobs.build_prompts"] * 4 + [
+        "jobs.train_scorer"] * 4 + ["jobs.evaluate"] + ["jobs.train_exit_heads"] * 2 + [
+        "jobs.bench_early_exit", "jobs.evaluate_retriever", "jobs.bench_retrieval"]
+    # a run in the eval file whose prompts or scorer are not in this lake is redone (for
+    # none also the zero-shot run, which scores the none prompts)
+    (lake / "bookcrossing" / "prompts" / "variant=none").rmdir()
+    bx = [" ".join(c[2:]) for c in plan(reports, str(lake), ["bookcrossing"], {}, "all")[0]]
+    for job in ("build_prompts", "train_scorer", "train_exit_heads"):
+        assert f"jobs.{job} --dataset bookcrossing --lake {lake} --variant none" in bx
+    assert any(c.startswith("jobs.evaluate") and "--variants none,llm --zero-shot " in c for c in bx)
     only = plan(reports, str(lake), ["movielens100k"], {"movielens100k": "/raw/ml"}, "baselines")
     assert [c[2] for c in only[0]] == ["jobs.ingest", "jobs.train_baselines"]
     assert plan(reports, str(lake), ["movielens100k"], {}, "none") == []
+
+
+def test_a_test_split_without_negatives_gets_no_llm_runs(tmp_path, reports):
+    """amazon All_Beauty's test split has 1 negative: the LLM chain is skipped, and said so."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from optirag.reporting.missing import MIN_TEST_NEGATIVES, llm_skip_reason
+
+    lake = tmp_path / "lake"
+    labels = [1] * 40 + [0] * (MIN_TEST_NEGATIVES - 1)
+    write_deltalake(str(lake / "amazon" / "samples"), pa.table({
+        "split": ["test"] * len(labels) + ["train"] * 50, "label": pa.array(labels + [0] * 50, pa.int32())}))
+    reason = llm_skip_reason(str(lake), "amazon")
+    assert reason == f"skipped: {MIN_TEST_NEGATIVES - 1} test negatives"
+    chains = plan(reports, str(lake), ["amazon"], {}, "all")
+    assert [c[2] for c in chains[0]] == ["jobs.train_baselines"]   # and nothing of the LLM
+    _write(reports / "eval" / "baselines_amazon.json", {"models": {
+        "deepfm": {"auc_mean": 0.98, "auc_std": 0.0, "seeds": {"0": {"auc": 0.98}}},
+        "din": {"auc_mean": 0.99, "auc_std": 0.0, "seeds": {"0": {"auc": 0.99}}}}})
+    inputs = read_inputs(reports, ["amazon"])
+    inputs.llm_skipped = {"amazon": reason}
+    text = build_report(inputs, ENV, reports)
+    assert f"| Few-shot | GCN-retriever | {reason} | 94.72 |  |" in text
+    assert f"| amazon | w/ | w/ | {reason} | {reason} | 96.37 (4.96) |" in text
+    # full-shot baselines are still reported, their difference to the paper flagged
+    assert ("- DeepFM on amazon: ours 98.00 vs the paper's 70.05 on Beauty (+27.95; not comparable: "
+            f"{MIN_TEST_NEGATIVES - 1} test negatives, too few for an AUC).") in text
+    assert "Best full-shot baseline on amazon" not in text
+    # one more negative and the dataset is scored
+    write_deltalake(str(lake / "amazon" / "samples"), pa.table({"split": ["test"], "label": pa.array([0], pa.int32())}),
+                    mode="append")
+    assert llm_skip_reason(str(lake), "amazon") is None
+
+
+def test_report_jobs_log_keeps_every_run(tmp_path, reports):
+    from optirag.reporting.jobs_log import append_jobs, read_jobs
+
+    append_jobs(reports, "/lake", ["movielens100k"], [{"command": "python -m jobs.ingest", "seconds": 61.0, "rc": 0}])
+    append_jobs(reports, "/lake", ["movielens100k"], [])          # nothing ran: nothing logged
+    append_jobs(reports, "/lake", ["bookcrossing"], [{"command": "python -m jobs.evaluate", "seconds": 120.0, "rc": 1}])
+    runs = read_jobs(reports)
+    assert [r["datasets"] for r in runs] == [["movielens100k"], ["bookcrossing"]]
+    text = build_report(read_inputs(reports, ["bookcrossing"]), ENV, reports, runs)
+    assert "## Time to regenerate" in text and "| `python -m jobs.evaluate` | 120 | 1 |" in text
+    assert "(lake `/lake`): 1 jobs, 1.0 min in all." in text
+
+
+def test_auc_standard_error_says_how_big_a_gap_is_chance(reports):
+    from optirag.reporting import numbers as N
+
+    run = {"metrics": {"test": {"auc": 0.5, "n": 150, "positive_rate": 0.5}}}
+    _write(reports / "eval" / "movielens100k.json", {"runs": {"gcn": run, "gcn_last": {
+        "metrics": {"test": {"auc": 0.53, "n": 150, "positive_rate": 0.5}}}}})
+    inputs = read_inputs(reports, ["movielens100k"])
+    # Hanley-McNeil at A = 0.5, 75 positives and 75 negatives: sqrt(12.583 / 5625) = 4.73 points
+    assert N.auc_standard_error(inputs, "movielens100k", "gcn") == pytest.approx(4.73, abs=0.01)
+    assert N.auc_standard_error(inputs, "movielens100k", "none") is None
+    text = build_report(inputs, ENV, reports)
+    assert "LLM rows: 150 test samples each; the standard error of one such AUC is about 4.7 points" in text
+    assert ("On movielens100k the last-layer embedding gives the higher AUC in our run (50.00 vs 53.00; "
+            "the gap, 3.00 points, is within two standard errors") in text

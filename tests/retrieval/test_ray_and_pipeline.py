@@ -118,3 +118,54 @@ def test_neighbours_schema_matches_the_lake_table():
     from optirag.tables import NEIGHBOURS, arrow_schema
 
     assert arrow_schema(NEIGHBOURS) == NEIGHBOURS_SCHEMA
+
+
+def test_last_layer_variant_reuses_the_trained_layers(tmp_path):
+    """Table 3's gcn_last: the gcn model's layers, retrieved with e^(K); no second training."""
+    from optirag.retrieval.config import GCN_PRESETS
+    from optirag.retrieval.pipeline import reuse_layers
+
+    g, edges, user_index, item_index = _tables()
+    samples = [f"user{i:04d}" for i in range(0, 205, 3)]
+    cfg = {**CFG, "epochs": 3}
+    _, gcn_dir = run_retriever(edges, user_index, samples, cfg, None, data_version="dv",
+                               models_dir=tmp_path, item_index_df=item_index)
+    gcn = load_model(gcn_dir)
+    last_cfg = RetrieverConfig(**{**cfg, **GCN_PRESETS["gcn_last"]})
+    trained = reuse_layers(gcn, last_cfg, "dv")
+    assert trained is not None and trained.source == f"gcn/{gcn_dir.name}"
+    df, last_dir = run_retriever(edges, user_index, samples, last_cfg, None, data_version="dv",
+                                 models_dir=tmp_path, item_index_df=item_index, trained=trained)
+    last = load_model(last_dir)
+    assert last_dir.parent.name == "gcn_last" and last_dir.name != gcn_dir.name
+    assert np.array_equal(last.user_layers, gcn.user_layers)
+    assert np.array_equal(last.user_embedding, gcn.user_layers[-1])       # e^(K), not the mean
+    assert not np.allclose(gcn.user_embedding, gcn.user_layers[-1])
+    assert last.extra["layers_from"] == trained.source and last.losses == gcn.losses
+    assert set(df["retriever"]) == {"gcn_last"} and np.array_equal(last.user_degree, gcn.user_degree)
+    # other data or another training setting: the caller must train
+    assert reuse_layers(gcn, last_cfg, "other-data") is None
+    assert reuse_layers(gcn, last_cfg.model_copy(update={"cold_min_edges": 3}), "dv") is None
+    assert reuse_layers(gcn, RetrieverConfig(**{**cfg, "epochs": 4, "layer_average": False}), "dv") is None
+
+
+def test_the_job_takes_layers_from_the_registry_gcn_model(tmp_path):
+    """jobs.train_retriever --retriever gcn_last: the registry's gcn model, or training."""
+    from optirag.config import load_config
+    from optirag.registry import kind_dir
+    from optirag.retrieval.config import GCN_PRESETS, retriever_config
+    from optirag.retrieval.job import reusable_layers
+
+    cfg = load_config("bookcrossing", lake=str(tmp_path),
+                      overrides=[f"retriever.{k}={v}" for k, v in {**CFG, "epochs": 2}.items()])
+    said = []
+    last = retriever_config({**cfg.retriever, **GCN_PRESETS["gcn_last"]})
+    assert reusable_layers(cfg, last, "gcn", "dv", said.append) is None        # nothing trained yet
+    g, edges, user_index, item_index = _tables()
+    _, gcn_dir = run_retriever(edges, user_index, ["user0001"], retriever_config(cfg), None,
+                               data_version="dv", models_dir=kind_dir(cfg, "retriever"))
+    trained = reusable_layers(cfg, last, "gcn", "dv", said.append)
+    assert trained.source == f"gcn/{gcn_dir.name}"
+    assert reusable_layers(cfg, last, "gcn", "dv2", said.append) is None        # other data
+    assert said[0] == "no gcn model to take layers from: training"
+    assert said[1].endswith("training skipped") and said[2].endswith("other data or settings: training")

@@ -212,7 +212,7 @@ def test_retrieval_bench_writes_its_report(spark, tiny_lake, tmp_path):
     cfg = _cfg(tiny_lake, model="tiny")
     res = run_retrieval_bench(spark, cfg, str(tmp_path), n_users=20, threads=1, sizes=(300, 1200),
                               n_queries=100, echo=lambda _: None)
-    saved = json.loads((tmp_path / "retrieval.json").read_text())
+    saved = json.loads((tmp_path / f"retrieval_{cfg.dataset.name}.json").read_text())
     assert saved["users"] == res["users"] == 20 and saved["k"] == 4
     for key in ("gcn_seconds", "llm_seconds", "speedup", "search_users_per_s", "peak_rss_mb"):
         assert saved[key] > 0, key
@@ -222,4 +222,4 @@ def test_retrieval_bench_writes_its_report(spark, tiny_lake, tmp_path):
     assert all(s["queries"] == 100 and s["peak_rss_mb"] > 0 for s in saved["scaling"])
     assert saved["search_users"] == len(tiny_lake.samples) - 2  # cold and unknown are not searched
     assert 0 <= saved["neighbour_overlap_gcn_llm"] <= 1
-    assert (tmp_path / "retrieval.png").stat().st_size > 0
+    assert (tmp_path / f"retrieval_{cfg.dataset.name}.png").stat().st_size > 0

@@ -166,6 +166,37 @@ def bench_dataset(spark, cfg, variant: str, max_rows: int, timing_rows: int, rep
     return out
 
 
+PRIMARY = "gcn"   # the variant whose sweeps and figures the report shows (paper: GCN retriever)
+
+
+def merge_result(doc: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Put one (dataset, variant) result into an early_exit.json document, keeping the rest.
+
+    datasets.<d> is the primary variant's result (sweeps, figures); other variants (Table
+    4's "w/o retriever, w/ early exit") live under datasets.<d>.variants.<v>, so a run of
+    one variant never drops another's numbers.
+    """
+    datasets = doc.setdefault("datasets", {})
+    name, variant = result["dataset"], result["variant"]
+    entry = datasets.get(name) or {}
+    others = dict(entry.get("variants") or {})
+    if variant == PRIMARY:
+        entry = dict(result)
+    else:
+        others[variant] = result
+    if others:
+        entry["variants"] = others
+    datasets[name] = entry
+    primary = {n: r for n, r in datasets.items() if r.get("variant") == PRIMARY}
+    doc["sweeps"] = {n: r["sweeps"] for n, r in primary.items()}
+    if primary:
+        first_name, first = next(iter(primary.items()))
+        doc.update({k: first[k] for k in ("auc_full", "auc_exit", "mean_exit_layer", "n_layers",
+                                          "flops_ratio", "throughput_ratio", "compaction_efficiency")})
+        doc["summary_dataset"] = first_name
+    return doc
+
+
 def plot(results: dict[str, Any], folder) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")

@@ -6,8 +6,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from optirag.config import Config, section
+from optirag.retrieval.config import RETRIEVERS
 
-VARIANTS = ("none", "llm", "gcn")  # none: no retrieval (TALLRec-style); else NEIGHBOURS.retriever
+# none: no retrieval (TALLRec-style); else the NEIGHBOURS.retriever whose neighbours it shows
+VARIANTS = ("none", *RETRIEVERS)
 
 
 class PromptsConfig(BaseModel):

@@ -10,8 +10,13 @@ from pathlib import Path
 from optirag.reporting import figures, paper
 from optirag.reporting import numbers as N
 from optirag.reporting.inputs import ReportInputs, pick
+from optirag.reporting.missing import MIN_TEST_NEGATIVES
 
 NOT_RUN = "not run"
+# sweep speed keys as the tables and axes name them (estimated: the measured full-depth
+# rate scaled by each point's FLOPs ratio, jobs.bench_early_exit)
+SPEED_LABELS = {"samples_per_s": "samples/s", "samples_per_s_estimated": "samples/s (estimated)",
+                "throughput": "samples/s", "rps": "requests/s", "throughput_ratio": "throughput ratio"}
 
 
 def fmt(v: N.Value | float | None) -> str:
@@ -28,12 +33,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
-def compare(what: str, dataset: str, ours: N.Value | None, published: float | None, paper_ds: str | None) -> str | None:
-    """One sentence on one difference, worded from the numbers alone."""
+def compare(what: str, dataset: str, ours: N.Value | None, published: float | None, paper_ds: str | None,
+            caveat: str | None = None) -> str | None:
+    """One sentence on one difference, worded from the numbers alone (caveat: why the
+    difference means nothing, e.g. a test split without negatives)."""
     if ours is None or published is None:
         return None
     delta = ours.mean - published
-    if ours.std is not None and ours.n > 1 and abs(delta) <= ours.std:
+    if caveat:
+        size = f"not comparable: {caveat}, too few for an AUC"
+    elif ours.std is not None and ours.n > 1 and abs(delta) <= ours.std:
         size = "within one standard deviation of our seeds"
     elif abs(delta) < 1:
         size = "less than one point apart"
@@ -54,6 +63,16 @@ def _rank_sentence(dataset: str, ours: dict[str, N.Value | None], published: dic
             f"{agree} the paper ({best_pub}, {pub[best_pub]:.2f}).")
 
 
+def _few_negatives(inputs: ReportInputs, dataset: str) -> str | None:
+    reason = inputs.llm_skipped.get(dataset)
+    return reason.removeprefix("skipped: ") if reason else None
+
+
+def _llm_cell(inputs: ReportInputs, dataset: str, value: N.Value | float | None) -> str:
+    """An LLM-run cell: the number, else why the dataset has none (e.g. no test negatives)."""
+    return fmt(value) if value is not None or dataset not in inputs.llm_skipped else inputs.llm_skipped[dataset]
+
+
 def table2(inputs: ReportInputs) -> tuple[list[str], list[str]]:
     lines, sentences = ["## Table 2: AUC per model (test split)", "",
                         "Full-shot baselines: trained on the whole train split, mean ± std over seeds. "
@@ -68,8 +87,9 @@ def table2(inputs: ReportInputs) -> tuple[list[str], list[str]]:
         for cat, name, ours in entries:
             pub = paper.TABLE2.get(name, {}).get(pds) if pds else None
             delta = f"{ours.mean - pub:+.2f}" if ours is not None and pub is not None else ""
-            rows.append([cat, name, fmt(ours), fmt(pub) if pub is not None else "—", delta])
-            s = compare(name, d, ours, pub, pds)
+            cell = fmt(ours) if cat == "Full-shot" else _llm_cell(inputs, d, ours)
+            rows.append([cat, name, cell, fmt(pub) if pub is not None else "—", delta])
+            s = compare(name, d, ours, pub, pds, _few_negatives(inputs, d))
             if s:
                 sentences.append(s)
             if cat == "Full-shot":
@@ -81,7 +101,13 @@ def table2(inputs: ReportInputs) -> tuple[list[str], list[str]]:
             lines += [f"Test split: {n_test} samples, {100 * pos:.1f}% positive "
                       f"({round(n_test * (1 - pos))} negatives).", ""]
         lines += _table(["Category", "Model", "Ours AUC", "Paper AUC", "Δ"], rows)
-        rank = _rank_sentence(d, base_ours, base_pub)
+        se, n_llm = N.auc_standard_error(inputs, d, "gcn"), pick(N.llm_run(inputs, d, "gcn"), "metrics.test.n")
+        if se:
+            # the LLM rows are scored on a subset: say how much of a gap is chance
+            lines += [f"LLM rows: {n_llm} test samples each; the standard error of one such AUC is about "
+                      f"{se:.1f} points (Hanley-McNeil), so gaps under ~{2 * se:.0f} points between them "
+                      f"are within chance.", ""]
+        rank = None if _few_negatives(inputs, d) else _rank_sentence(d, base_ours, base_pub)
         if rank:
             sentences.append(rank)
     return lines, sentences
@@ -94,18 +120,25 @@ def table3(inputs: ReportInputs) -> tuple[list[str], list[str]]:
         ours = N.retrieval_layers(inputs, d)
         for key, label in (("average", "Average of layers"), ("last_layer", "Last layer")):
             pub = paper.TABLE3.get(pds, {}).get(key) if pds else None
-            rows.append([d, label, fmt(ours[key]), fmt(pub) if pub is not None else "—"])
-            v = N.Value(ours[key]) if ours[key] is not None else None
-            s = compare(f"GCN retriever ({label.lower()})", d, v, pub, pds)
+            rows.append([d, label, _llm_cell(inputs, d, ours[key]), fmt(N.retrieval_hit_rate(inputs, d, key)),
+                         fmt(pub) if pub is not None else "—"])
+            s = compare(f"GCN retriever ({label.lower()})", d, ours[key], pub, pds)
             if s:
                 sentences.append(s)
-        if ours["average"] is not None and ours["last_layer"] is not None:
-            better = "average" if ours["average"] > ours["last_layer"] else (
-                "last-layer" if ours["last_layer"] > ours["average"] else "neither")
+        avg, last = ours["average"], ours["last_layer"]
+        if avg is not None and last is not None:
+            better = "average" if avg.mean > last.mean else ("last-layer" if last.mean > avg.mean else "neither")
+            se = N.auc_standard_error(inputs, d, "gcn")
+            noise = (f"; the gap, {abs(avg.mean - last.mean):.2f} points, is "
+                     f"{'within' if abs(avg.mean - last.mean) < 2 * se else 'outside'} two standard errors "
+                     f"of one test AUC ({se:.1f} points each, Hanley-McNeil)") if se else ""
             sentences.append(f"On {d} the {better} embedding gives the higher AUC in our run "
-                             f"({ours['average']:.2f} vs {ours['last_layer']:.2f}).")
+                             f"({avg.mean:.2f} vs {last.mean:.2f}{noise}).")
     return (["## Table 3: retriever embeddings, average of layers vs last layer", "",
-             *_table(["Dataset", "Retrieval layer", "Ours AUC", "Paper AUC"], rows)], sentences)
+             "AUC x 100 of the scorer tuned and evaluated on prompts whose similar users were "
+             "retrieved with each embedding (the same trained LightGCN); hit rate: share of held-out "
+             "targets among the k neighbours' items (jobs.evaluate_retriever), in %.", "",
+             *_table(["Dataset", "Retrieval layer", "Ours AUC", "Ours hit rate", "Paper AUC"], rows)], sentences)
 
 
 def table4(inputs: ReportInputs) -> tuple[list[str], list[str]]:
@@ -121,19 +154,23 @@ def table4(inputs: ReportInputs) -> tuple[list[str], list[str]]:
             else:
                 auc, speed = N.llm_auc(inputs, d, variant), N.llm_speed(inputs, d, variant)
             pub = paper.TABLE4.get(pds, {}).get((retr, ee)) if pds else None
-            rows.append([d, "w/" if retr else "w/o", "w/" if ee else "w/o", fmt(auc),
-                         NOT_RUN if speed is None else f"{float(speed):.2f}",
+            rows.append([d, "w/" if retr else "w/o", "w/" if ee else "w/o", _llm_cell(inputs, d, auc),
+                         _llm_cell(inputs, d, None if speed is None else float(speed)),
                          f"{pub[0]:.2f} ({pub[1]:.2f})" if pub else "—"])
             # the other three cells are Table 2's TALLRec / GCN rows, compared there
             s = compare("Early exit without a retriever", d, auc, pub[0] if pub else None, pds) \
                 if (retr, ee) == (False, True) else None
             if s:
                 sentences.append(s)
-        ee_run = N.early_exit(inputs, d, "gcn")
-        if ee_run and pick(ee_run, "mean_exit_layer") is not None:
-            notes.add(f"{d}: mean exit layer {float(ee_run['mean_exit_layer']):.1f} of "
-                      f"{pick(ee_run, 'n_layers') or '?'}, FLOPs ratio {fmt(pick(ee_run, 'flops_ratio'))}, "
-                      f"AUC without exit {fmt(N.points(pick(ee_run, 'auc_full')))}")
+        for variant in ("gcn", "none"):
+            ee_run = N.early_exit(inputs, d, variant)
+            if ee_run and pick(ee_run, "mean_exit_layer") is not None:
+                rule = pick(ee_run, "best_on_valid") or {}
+                notes.add(f"{d}, {'w/' if variant == 'gcn' else 'w/o'} retriever: mean exit layer "
+                          f"{float(ee_run['mean_exit_layer']):.1f} of {pick(ee_run, 'n_layers') or '?'}, "
+                          f"FLOPs ratio {fmt(pick(ee_run, 'flops_ratio'))}, AUC without exit "
+                          f"{fmt(N.points(pick(ee_run, 'auc_full')))}, τ={rule.get('tau', '?')} "
+                          f"m={rule.get('window', '?')} chosen on the valid split")
         base, fast = N.llm_speed(inputs, d, "gcn"), N.early_exit_speed(inputs, d, "gcn", "gcn")[0]
         if base and fast:
             sentences.append(f"Early exit changes the GCN-retriever scorer's throughput on {d} by "
@@ -152,8 +189,8 @@ def figure_sections(inputs: ReportInputs, out_dir: Path) -> list[str]:
     speedups, rows = {}, []
     for d in inputs.datasets:
         secs = N.retrieval_seconds(inputs, d)
-        rows.append([d, fmt(secs["gcn"]), fmt(secs["llm"]),
-                     f"{secs['llm'] / secs['gcn']:.1f}x" if secs["gcn"] and secs["llm"] else NOT_RUN])
+        rows.append([d, _llm_cell(inputs, d, secs["gcn"]), _llm_cell(inputs, d, secs["llm"]),
+                     f"{secs['llm'] / secs['gcn']:.1f}x" if secs["gcn"] and secs["llm"] else _llm_cell(inputs, d, None)])
         if secs["gcn"] and secs["llm"]:
             speedups[d] = secs["llm"] / secs["gcn"]
     lines += _table(["Dataset", "GCN seconds", "LLM seconds", "GCN speed-up"], rows)
@@ -167,7 +204,7 @@ def figure_sections(inputs: ReportInputs, out_dir: Path) -> list[str]:
             pts = N.sweep(inputs, d, param)
             if not pts:
                 continue
-            kind = next((p["speed_kind"] for p in pts if p["speed_kind"]), None) or "samples/s"
+            kind = SPEED_LABELS.get(next((p["speed_kind"] for p in pts if p["speed_kind"]), None), "samples/s")
             name = f"fig{num}_{param}_{d}.png"
             figures.auc_and_speed(pts, label, kind, f"{d}: AUC and {kind} vs {label}", out_dir / "figures" / name)
             lines += [f"![Figure {num} {d}](figures/{name})", "",
@@ -198,22 +235,31 @@ def environment_section(env: dict, inputs: ReportInputs) -> list[str]:
 
 
 def build_report(inputs: ReportInputs, env: dict, out_dir: Path, jobs_run: list[dict] | None = None) -> str:
-    """Write <out_dir>/REPORT.md (+ figures/) and return its text."""
+    """Write <out_dir>/REPORT.md (+ figures/) and return its text; jobs_run: the logged
+    report runs (jobs_log.read_jobs), each {finished_at, lake, datasets, jobs, total_seconds}."""
     out_dir = Path(out_dir)
     t2, s2 = table2(inputs)
     t3, s3 = table3(inputs)
     t4, s4 = table4(inputs)
     lines = ["# OptiRAG report: the paper's tables on our data", "",
              f"Datasets: {', '.join(inputs.datasets)}. Paper setup: {paper.SETUP}. "
-             "Regenerate with `make report`; cells read \"not run\" where an input is missing.", "",
+             "Regenerate with `make report`; cells read \"not run\" where an input is missing, and "
+             f"\"skipped\" where the test split has fewer than {MIN_TEST_NEGATIVES} negatives (the "
+             "LLM runs, hours on a CPU, are not made for an AUC that would be noise).", "",
              *t2, *t3, *t4, *figure_sections(inputs, out_dir),
              "## Ours vs the paper", "",
              *([f"- {s}" for s in s2 + s3 + s4] or [f"- {NOT_RUN}: nothing to compare yet."]), "",
              *environment_section(env, inputs)]
     if jobs_run:
-        lines += ["", "Jobs run by this report (missing inputs), with wall time:", "",
-                  *_table(["Command", "Seconds", "Exit"],
-                          [[f"`{j['command']}`", f"{j['seconds']:.0f}", str(j["rc"])] for j in jobs_run])]
+        lines += ["", "## Time to regenerate", "",
+                  "Jobs `make report` ran for missing inputs (reports/report_jobs.json), wall time on "
+                  "the machine above:", ""]
+        for run in jobs_run:
+            lines += [f"Run finished {run['finished_at']} on {', '.join(run['datasets'])} "
+                      f"(lake `{run['lake']}`): {len(run['jobs'])} jobs, "
+                      f"{run['total_seconds'] / 60:.1f} min in all.", "",
+                      *_table(["Command", "Seconds", "Exit"],
+                              [[f"`{j['command']}`", f"{j['seconds']:.0f}", str(j["rc"])] for j in run["jobs"]])]
     if inputs.problems:
         lines += ["", "Problems:", "", *[f"- {p}" for p in inputs.problems]]
     text = "\n".join(lines).rstrip() + "\n"

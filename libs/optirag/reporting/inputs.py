@@ -4,8 +4,9 @@ Expected inputs (under --reports, default reports/):
 - eval/baselines_<dataset>.json  (jobs.train_baselines): models.<m>.auc_mean/auc_std/seeds
 - eval/<dataset>.json            (jobs.evaluate): runs.<none|llm|gcn|zero_shot/none>.metrics.test.auc,
                                   runs.<v>.prompts_per_second
-- eval/retrieval_<dataset>.json  (retriever): Table 3, AUC with average vs last-layer embeddings
-- bench/retrieval.json           (retriever): Figure 2, GCN vs LLM retrieval seconds per dataset
+- eval/<dataset>.json runs gcn / gcn_last: Table 3, AUC with average vs last-layer embeddings
+- eval/retrieval_<dataset>.json  (jobs.evaluate_retriever): Table 3's held-out hit rates per layer choice
+- bench/retrieval_<dataset>.json (jobs.bench_retrieval): Figure 2, GCN vs LLM retrieval seconds
 - bench/early_exit.json          (early exit): auc_full, auc_exit, mean_exit_layer, n_layers,
                                   flops_ratio, throughput_ratio, sweeps.{tau,window,k}
 Files written by other helpers are read through `pick` with a few accepted key spellings,
@@ -60,10 +61,11 @@ class ReportInputs:
     baselines: dict[str, dict | None] = field(default_factory=dict)
     llm_eval: dict[str, dict | None] = field(default_factory=dict)
     retrieval: dict[str, dict | None] = field(default_factory=dict)
-    bench_retrieval: dict | None = None
+    bench_retrieval: dict[str, dict | None] = field(default_factory=dict)
     early_exit: dict | None = None
     manifest: dict[str, list[dict]] = field(default_factory=dict)   # dataset -> manifest rows
     problems: list[str] = field(default_factory=list)               # jobs that failed, etc.
+    llm_skipped: dict[str, str] = field(default_factory=dict)       # dataset -> why no LLM rows
 
 
 def input_paths(reports: Path, dataset: str) -> dict[str, Path]:
@@ -71,11 +73,11 @@ def input_paths(reports: Path, dataset: str) -> dict[str, Path]:
         "baselines": reports / "eval" / f"baselines_{dataset}.json",
         "llm_eval": reports / "eval" / f"{dataset}.json",
         "retrieval": reports / "eval" / f"retrieval_{dataset}.json",
+        "bench_retrieval": reports / "bench" / f"retrieval_{dataset}.json",
     }
 
 
-BENCH_PATHS = {"bench_retrieval": Path("bench") / "retrieval.json",
-               "early_exit": Path("bench") / "early_exit.json"}
+BENCH_PATHS = {"early_exit": Path("bench") / "early_exit.json"}
 
 
 def read_inputs(reports: Path, datasets: list[str]) -> ReportInputs:

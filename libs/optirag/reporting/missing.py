@@ -2,75 +2,185 @@
 
 Each command is the same job a user would run by hand; the report runs them as
 subprocesses (one JVM / model load each, as in production) and records wall time and
-exit status. A failed step stops the rest of its dataset's chain; the report still builds.
+exit status. Per dataset, the data chain (ingest, baselines) runs first; the model chain
+(retrievers, prompts, scorers, evaluation, exit heads, benches) is planned after it, from
+what the reports folder then holds, and is skipped when the test split has too few
+negatives for an AUC to mean anything. A failed step stops the rest of its dataset's
+chain; the report still builds and says which step failed.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from optirag.reporting.inputs import BENCH_PATHS, input_paths
+from optirag.reporting.inputs import ReportInputs, input_paths, load_json, pick
+from optirag.reporting.numbers import early_exit
+from optirag.retrieval.config import RETRIEVERS
 
 # The shared data's folder per dataset (as in the Makefile's ingest target); --raw overrides.
 RAW_FOLDERS = {"bookcrossing": "bookcrossing", "movielens100k": "movielens-100k", "amazon": "amazon-beauty"}
-SCORER_VARIANTS = ("none", "llm", "gcn")
+# jobs.evaluate runs the report reads: Table 2 (none, llm, gcn), Table 3 (gcn vs gcn_last)
+LLM_RUNS = ("none", "llm", "gcn", "gcn_last")
+ZERO_SHOT_RUN = "zero_shot/none"
+# Table 4's early-exit rows: with (gcn) and without (none) a retriever
+EXIT_VARIANTS = ("gcn", "none")
+# An AUC over fewer test negatives than this is noise (amazon All_Beauty: 1): the LLM chain,
+# hours on a CPU, is not run, and the report says why.
+MIN_TEST_NEGATIVES = 20
+RETRIEVAL_BENCH_USERS = "200"   # users both retrievers embed for Figure 2 (LLM: ~1 user/s/core)
 
 
 def _job(name: str, *args: str) -> list[str]:
     return [sys.executable, "-m", f"jobs.{name}", *args]
 
 
-def _has_table(lake: str, dataset: str, table: str) -> bool:
+def _local_root(lake: str) -> Path | None:
     if "://" in lake and not lake.startswith("file://"):
-        return True   # remote lake: let the job itself say what is missing
-    root = lake.removeprefix("file://")
-    return (Path(root) / dataset / table / "_delta_log").is_dir()
+        return None   # remote lake: let the jobs themselves say what is missing
+    return Path(lake.removeprefix("file://"))
+
+
+def _has_table(lake: str, dataset: str, table: str) -> bool:
+    root = _local_root(lake)
+    return True if root is None else (root / dataset / table / "_delta_log").is_dir()
+
+
+def test_negatives(lake: str, dataset: str) -> int | None:
+    """Negatives in the test split of `samples` (None: no local table to read; the jobs
+    then say what is wrong with it)."""
+    root = _local_root(lake)
+    if root is None or not _has_table(lake, dataset, "samples"):
+        return None
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    try:
+        t = DeltaTable(str(root / dataset / "samples")).to_pyarrow_table(columns=["split", "label"])
+    except DeltaError:
+        return None
+    return int(pc.sum(pc.and_(pc.equal(t["split"], "test"), pc.equal(t["label"], 0))).as_py() or 0)
+
+
+def llm_skip_reason(lake: str, dataset: str) -> str | None:
+    n = test_negatives(lake, dataset)
+    if n is not None and n < MIN_TEST_NEGATIVES:
+        return f"skipped: {n} test negative{'s' if n != 1 else ''}"
+    return None
+
+
+def in_lake(lake: str, dataset: str, variant: str) -> bool:
+    """The variant's prompts and a tuned scorer exist in this lake. An eval file can hold a
+    run made on another lake; exit heads need the scorer and prompts here, and Table 4
+    compares numbers of one scorer, so such a run is redone."""
+    root = _local_root(lake)
+    if root is None:
+        return True
+    from optirag.config import load_config
+    from optirag.registry import versions
+
+    cfg = load_config(dataset, env=os.environ.get("OPTIRAG_ENV", "local"), lake=lake)
+    return ((root / dataset / "prompts" / f"variant={variant}").is_dir()
+            and bool(versions(cfg, f"scorer/{variant}")))
+
+
+def data_chain(reports: Path, lake: str, dataset: str, raw: dict[str, str]) -> list[list[str]] | None:
+    """Ingest (empty lake) and the full-shot baselines; None when there is nothing to ingest."""
+    common = ["--dataset", dataset, "--lake", lake]
+    chain = []
+    if not _has_table(lake, dataset, "samples"):
+        if dataset not in raw:
+            return None   # reported as not run
+        chain.append(_job("ingest", *common, "--raw", raw[dataset]))
+    if not input_paths(reports, dataset)["baselines"].is_file():
+        chain.append(_job("train_baselines", *common, "--set", f"baselines.reports_dir={reports / 'eval'}"))
+    return chain
+
+
+def model_chain(reports: Path, lake: str, dataset: str) -> list[list[str]]:
+    """Retrievers, prompts, scorers and evaluation for the runs the eval file lacks, then
+    exit heads + early-exit bench, retrieval quality and the retrieval-time bench."""
+    common = ["--dataset", dataset, "--lake", lake]
+    paths = input_paths(reports, dataset)
+    evaluated = load_json(paths["llm_eval"])
+    missing = [v for v in LLM_RUNS
+               if pick(evaluated, f"runs.{v}.metrics.test.auc") is None or not in_lake(lake, dataset, v)]
+    # the untuned model scores the none prompts: rebuilt prompts, new zero-shot numbers
+    zero_shot = pick(evaluated, f"runs.{ZERO_SHOT_RUN}.metrics.test.auc") is None or "none" in missing
+    chain = [_job("train_retriever", *common, "--retriever", r) for r in RETRIEVERS if r in missing]
+    chain += [_job("build_prompts", *common, "--variant", v) for v in missing]
+    chain += [_job("train_scorer", *common, "--variant", v) for v in missing]
+    if missing or zero_shot:
+        chain.append(_job("evaluate", *common, "--variants", ",".join(missing or ["none"]),
+                          "--zero-shot" if zero_shot else "--no-zero-shot",
+                          "--set", f"evaluation.reports_dir={reports / 'eval'}"))
+    inputs = ReportInputs([dataset], early_exit=load_json(reports / "bench" / "early_exit.json"))
+    # a scorer trained above needs new heads and a new bench even if old numbers exist
+    exits = [v for v in EXIT_VARIANTS if v in missing or early_exit(inputs, dataset, v) is None]
+    chain += [_job("train_exit_heads", *common, "--variant", v) for v in exits]
+    if exits:
+        chain.append(_job("bench_early_exit", "--lake", lake, "--datasets", dataset,
+                          "--variants", ",".join(exits), "--out", str(reports / "bench")))
+    if not paths["retrieval"].is_file():
+        chain.append(_job("evaluate_retriever", *common, "--out", str(reports / "eval")))
+    if not paths["bench_retrieval"].is_file() and importlib.util.find_spec("jobs.bench_retrieval"):
+        chain.append(_job("bench_retrieval", *common, "--users", RETRIEVAL_BENCH_USERS,
+                          "--out", str(reports / "bench")))
+    return chain
 
 
 def plan(reports: Path, lake: str, datasets: list[str], raw: dict[str, str], what: str = "all") -> list[list[list[str]]]:
-    """Chains of commands (a chain stops at its first failure); what = all | baselines | none."""
+    """The chains as they stand now (what = all | baselines | none), one per dataset.
+
+    The model chain here is planned from the current reports; :func:`run_missing`
+    re-plans it after the data chain ran, and skips it for a dataset without negatives.
+    """
     if what == "none":
         return []
     chains = []
     for d in datasets:
-        common = ["--dataset", d, "--lake", lake]
-        chain = []
-        if not _has_table(lake, d, "samples"):
-            if d not in raw:
-                continue   # reported as not run; nothing to ingest from
-            chain.append(_job("ingest", *common, "--raw", raw[d]))
-        paths = input_paths(reports, d)
-        if not paths["baselines"].is_file():
-            chain.append(_job("train_baselines", *common))
-        if what == "all" and not paths["llm_eval"].is_file():
-            chain += [_job("train_retriever", *common, "--retriever", r) for r in ("gcn", "llm")]
-            chain.append(_job("build_prompts", *common, "--variant", "all"))
-            chain += [_job("train_scorer", *common, "--variant", v) for v in SCORER_VARIANTS]
-            chain.append(_job("evaluate", *common))
+        chain = data_chain(reports, lake, d, raw)
+        if chain is None:
+            continue
+        if what == "all" and llm_skip_reason(lake, d) is None:
+            chain += model_chain(reports, lake, d)
         if chain:
             chains.append(chain)
-    if what == "all":
-        for kind, rel in BENCH_PATHS.items():
-            module = "bench_retrieval" if kind == "bench_retrieval" else "bench_early_exit"
-            if not (reports / rel).is_file() and importlib.util.find_spec(f"jobs.{module}"):
-                chains.append([_job(module, "--lake", lake)])
     return chains
 
 
-def run_chains(chains: list[list[list[str]]], log=print) -> tuple[list[dict], list[str]]:
-    """Run each chain in order; returns (jobs run with seconds and exit code, problems)."""
+def run_chain(chain: list[list[str]], done: list[dict], problems: list[str], log=print) -> bool:
+    """Run commands in order until one fails; appends to done / problems; True if all passed."""
+    for cmd in chain:
+        shown = " ".join(["python", *cmd[1:]])
+        log(f"report: running {shown}")
+        start = time.perf_counter()
+        rc = subprocess.run(cmd).returncode
+        done.append({"command": shown, "seconds": time.perf_counter() - start, "rc": rc})
+        if rc != 0:
+            problems.append(f"`{shown}` exited {rc}; the rest of its chain was skipped")
+            return False
+    return True
+
+
+def run_missing(reports: Path, lake: str, datasets: list[str], raw: dict[str, str], what: str = "all",
+                log=print) -> tuple[list[dict], list[str]]:
+    """Produce what is missing, dataset by dataset; returns (jobs run, problems)."""
     done, problems = [], []
-    for chain in chains:
-        for cmd in chain:
-            shown = " ".join(["python", *cmd[1:]])
-            log(f"report: running {shown}")
-            start = time.perf_counter()
-            rc = subprocess.run(cmd).returncode
-            done.append({"command": shown, "seconds": time.perf_counter() - start, "rc": rc})
-            if rc != 0:
-                problems.append(f"`{shown}` exited {rc}; the rest of its chain was skipped")
-                break
+    if what == "none":
+        return done, problems
+    for d in datasets:
+        chain = data_chain(reports, lake, d, raw)
+        if chain is None or not run_chain(chain, done, problems, log):
+            continue
+        if what == "all":
+            reason = llm_skip_reason(lake, d)
+            if reason:
+                log(f"report: {d}: LLM runs {reason}")
+            else:
+                run_chain(model_chain(reports, lake, d), done, problems, log)
     return done, problems

@@ -43,18 +43,34 @@ def llm_auc(inputs: ReportInputs, dataset: str, run: str) -> Value | None:
     return None if auc is None else Value(auc)
 
 
+def auc_standard_error(inputs: ReportInputs, dataset: str, run: str) -> float | None:
+    """Hanley & McNeil (1982) standard error of a run's test AUC, in points: how far apart two
+    AUCs on this many test samples can be by chance."""
+    r = llm_run(inputs, dataset, run)
+    auc, n, pos = (pick(r, f"metrics.test.{k}") for k in ("auc", "n", "positive_rate"))
+    if auc is None or not n or pos is None:
+        return None
+    n_pos, n_neg = round(n * pos), n - round(n * pos)
+    if n_pos < 1 or n_neg < 1:
+        return None
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    return 100 * var ** 0.5
+
+
 def llm_speed(inputs: ReportInputs, dataset: str, run: str) -> float | None:
     return pick(llm_run(inputs, dataset, run), "prompts_per_second", "samples_per_second")
 
 
 def early_exit(inputs: ReportInputs, dataset: str, variant: str = "gcn") -> dict | None:
-    """The early-exit result for one prompt variant (a file may hold `variants.<v>`)."""
+    """The early-exit result for one prompt variant: datasets.<d> is the gcn run, other
+    variants sit under datasets.<d>.variants.<v> (jobs.bench_early_exit)."""
     ee = for_dataset(inputs.early_exit, dataset)
     if not ee:
         return None
-    if isinstance(ee.get("variants"), dict):
-        return ee["variants"].get(variant)
-    return ee if ee.get("variant", "gcn") == variant else None
+    if ee.get("variant", "gcn") == variant and "auc_exit" in ee:
+        return ee
+    return (ee.get("variants") or {}).get(variant)
 
 
 def early_exit_auc(inputs: ReportInputs, dataset: str, variant: str = "gcn") -> Value | None:
@@ -71,26 +87,33 @@ def early_exit_speed(inputs: ReportInputs, dataset: str, variant: str, base_run:
         return float(direct), ""
     ratio, base = pick(ee, "throughput_ratio"), llm_speed(inputs, dataset, base_run)
     if ratio is not None and base is not None:
-        return float(base) * float(ratio), (f"{dataset}: samples/s estimated as the scorer's eval rate x "
-                                            f"throughput_ratio {float(ratio):.2f}")
+        return float(base) * float(ratio), (f"{dataset}, {variant} scorer: samples/s estimated as its eval "
+                                            f"rate x throughput_ratio {float(ratio):.2f}")
     return None, ""
 
 
-def retrieval_layers(inputs: ReportInputs, dataset: str) -> dict[str, float | None]:
-    r = inputs.retrieval.get(dataset)
-    return {
-        "average": points(pick(r, "average.auc", "layer_average.auc", "runs.average.auc", "auc_average")),
-        "last_layer": points(pick(r, "last_layer.auc", "last.auc", "runs.last_layer.auc", "auc_last_layer")),
-    }
+# Table 3: the scorer tuned on prompts retrieved with each GCN embedding (jobs.evaluate runs)
+LAYER_RUNS = (("average", "gcn"), ("last_layer", "gcn_last"))
+
+
+def retrieval_layers(inputs: ReportInputs, dataset: str) -> dict[str, Value | None]:
+    return {layer: llm_auc(inputs, dataset, run) for layer, run in LAYER_RUNS}
+
+
+def retrieval_hit_rate(inputs: ReportInputs, dataset: str, layer: str) -> float | None:
+    """Held-out hit rate of the k neighbours' items (jobs.evaluate_retriever), in %."""
+    rate = pick(inputs.retrieval.get(dataset), f"layers.{layer}.hit_rate")
+    return None if rate is None else 100 * float(rate)
 
 
 def retrieval_seconds(inputs: ReportInputs, dataset: str) -> dict[str, float | None]:
-    b = for_dataset(inputs.bench_retrieval, dataset)
+    b = inputs.bench_retrieval.get(dataset)
     return {r: pick(b, f"{r}.seconds", f"{r}_seconds", f"{r}.retrieval_seconds", f"retrievers.{r}.seconds")
             for r in ("gcn", "llm")}
 
 
-SPEED_KEYS = ("samples_per_s", "throughput", "rps", "throughput_ratio")
+# samples_per_s_estimated: the measured full-depth rate scaled by each point's FLOPs ratio
+SPEED_KEYS = ("samples_per_s", "samples_per_s_estimated", "throughput", "rps", "throughput_ratio")
 
 
 def sweep(inputs: ReportInputs, dataset: str, param: str) -> list[dict[str, float]]:

@@ -361,7 +361,7 @@ def run_retrieval_bench(spark: Any, cfg: Any, out_dir: str, n_users: int = 500, 
                         sizes: tuple[int, ...] = DEFAULT_SIZES, n_queries: int | None = 10_000,
                         echo: Any = print) -> dict[str, Any]:
     """``make bench-retrieval``: :func:`bench_retrievers` + :func:`bench_search_scaling`,
-    written to ``<out_dir>/retrieval.json`` and ``retrieval.png``."""
+    written to ``<out_dir>/retrieval_<dataset>.json`` and ``retrieval_<dataset>.png``."""
     from optirag.retrieval.config import retriever_config
 
     result = bench_retrievers(spark, cfg, n_users, threads, echo=echo)
@@ -378,7 +378,8 @@ def run_retrieval_bench(spark: Any, cfg: Any, out_dir: str, n_users: int = 500, 
                           "queries_per_s": d["queries_per_s"]} for d in detail]
     result["scaling_detail"] = detail
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "retrieval.json"), "w", encoding="utf-8") as f:
+    stem = os.path.join(out_dir, f"retrieval_{cfg.dataset.name}")
+    with open(f"{stem}.json", "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
-    plot_retrieval(result, os.path.join(out_dir, "retrieval.png"))
+    plot_retrieval(result, f"{stem}.png")
     return result

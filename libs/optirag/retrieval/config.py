@@ -102,6 +102,25 @@ class RetrieverConfig(BaseModel):
     llm: LLMRetrieverConfig = Field(default_factory=LLMRetrieverConfig)
 
 
+# Fields that decide the trained LightGCN: two configs equal on these train the same
+# layers, so a variant that only changes the retrieval embedding (Table 3) reuses them.
+TRAINING_FIELDS = ("embedding_dim", "num_layers", "epochs", "lr", "l2_reg", "batch_size",
+                   "negatives_per_positive", "init_std", "seed", "train_edges")
+
+# Named retrievers a job can be asked for. gcn_last is Table 3's "Last Layer": the gcn
+# model's layers (reused when its training config matches), retrieved with e^(K) only.
+GCN_PRESETS: dict[str, dict[str, Any]] = {
+    "gcn": {},
+    "gcn_last": {"name": "gcn_last", "layer_average": False},
+}
+RETRIEVERS = (*GCN_PRESETS, "llm")
+
+
+def training_key(cfg: "RetrieverConfig | dict[str, Any]") -> dict[str, Any]:
+    data = cfg if isinstance(cfg, dict) else cfg.model_dump(mode="json")
+    return {f: data.get(f) for f in TRAINING_FIELDS}
+
+
 class RetrieverConfigError(ConfigError):
     """The ``retriever:`` section does not validate; the message is one readable line."""
 

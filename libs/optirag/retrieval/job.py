@@ -103,8 +103,27 @@ def _summary(df: pd.DataFrame, **extra: Any) -> dict[str, Any]:
                                                                       / max(len(users), 1)), 3)}
 
 
-def train_gcn(spark: SparkSession, cfg: Config, ray: Any, echo: Echo = print) -> dict[str, Any]:
-    """Train LightGCN on Ray, search the sample users' neighbours, write model + partition."""
+def reusable_layers(cfg: Config, rcfg: RetrieverConfig, layers_from: str, data_version: str, echo: Echo):
+    """The current `retriever/<layers_from>` model's layers if they fit rcfg, else None."""
+    from optirag.registry import ModelNotFoundError, resolve
+    from optirag.retrieval.embeddings import load_model
+    from optirag.retrieval.pipeline import reuse_layers
+
+    try:
+        folder = resolve(cfg, f"retriever/{layers_from}")
+    except ModelNotFoundError:
+        echo(f"no {layers_from} model to take layers from: training")
+        return None
+    trained = reuse_layers(load_model(folder), rcfg, data_version)
+    echo(f"layers from {trained.source}: training skipped" if trained else
+         f"{folder} was trained on other data or settings: training")
+    return trained
+
+
+def train_gcn(spark: SparkSession, cfg: Config, ray: Any, echo: Echo = print,
+              layers_from: str | None = None) -> dict[str, Any]:
+    """Train LightGCN on Ray (or take the layers of the `layers_from` model when its data and
+    training config match), search the sample users' neighbours, write model + partition."""
     t0 = time.perf_counter()
     rcfg = retriever_config(cfg)
     from optirag.retrieval.pipeline import run_retriever
@@ -112,17 +131,19 @@ def train_gcn(spark: SparkSession, cfg: Config, ray: Any, echo: Echo = print) ->
     inp = load_inputs(spark, cfg)
     echo(f"inputs: {len(inp.edges)} edges, {len(inp.user_index)} users, {len(inp.item_index)} items, "
          f"{len(inp.sample_users)} sample users, data_version {inp.data_version}")
+    trained = reusable_layers(cfg, rcfg, layers_from, inp.data_version, echo) if layers_from else None
     df, folder = run_retriever(
         inp.edges, inp.user_index, inp.sample_users, rcfg, ray, data_version=inp.data_version,
         models_dir=kind_dir(cfg, "retriever"), item_index_df=inp.item_index,
         on_epoch=lambda e, loss, s: echo(f"epoch {e}/{rcfg.epochs} loss {loss:.5f}"),
-        progress=lambda d, t: echo(f"search blocks {d}/{t}"))
+        progress=lambda d, t: echo(f"search blocks {d}/{t}"), trained=trained)
     rows = write_neighbours(spark, df, cfg)
     meta = json.loads((folder / "meta.json").read_text())
     return _summary(df, retriever=rcfg.name, model_version=folder.name, data_version=inp.data_version,
                     model_folder=str(folder), written_rows=rows,
                     train_seconds=round(float(meta["extra"]["train_seconds"]), 2),
                     final_loss=meta["losses"][-1] if meta["losses"] else None,
+                    layers_from=meta["extra"].get("layers_from"),
                     wall_seconds=round(time.perf_counter() - t0, 1))
 
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from optirag.retrieval.config import RetrieverConfig, retriever_config
+from optirag.retrieval.config import RetrieverConfig, retriever_config, training_key
 from optirag.retrieval.embeddings import (
     RetrieverModel, embedding_for, ids_by_index, model_folder, save_model,
 )
@@ -86,6 +87,7 @@ def run_retriever(
     item_index_df: pd.DataFrame | None = None,
     on_epoch: EpochCallback | None = None,
     progress: Progress | None = None,
+    trained: LightGCNResult | None = None,
 ) -> tuple[pd.DataFrame, Path]:
     """Train the GCN retriever, save the model folder, return (NEIGHBOURS rows, folder).
 
@@ -97,9 +99,11 @@ def run_retriever(
     without it items are named by their idx. on_epoch(epoch, loss, seconds) reports
     training progress; on Ray the task prints it live and on_epoch is replayed with the
     losses once the task returns (seconds = NaN). progress(done, total) reports search
-    blocks (Ray path).
+    blocks (Ray path). trained: layers of an already trained model with the same
+    training config (see :func:`reuse_layers`); training is skipped.
     """
     rcfg = retriever_config(cfg)
+    trained_from = getattr(trained, "source", None)
     user_ids = ids_by_index(user_index_df["user_id"], user_index_df["user_idx"], len(user_index_df), "user_index")
     n_users = len(user_ids)
     if item_index_df is not None:
@@ -112,7 +116,9 @@ def run_retriever(
     u, i = training_edges(edges_df, rcfg)
     log.info("retriever %s: %d users, %d items, %d training edges (%s)", rcfg.name, n_users,
              n_items, u.shape[0], rcfg.train_edges)
-    if ray is not None:
+    if trained is not None:
+        result = trained
+    elif ray is not None:
         result: LightGCNResult = train_on_ray(ray, u, i, n_users, n_items, rcfg)
         if on_epoch is not None:
             for e, loss in enumerate(result.losses, 1):
@@ -137,7 +143,7 @@ def run_retriever(
         user_degree=np.where(warm, result.user_degree, 0), retriever=rcfg.name,
         losses=result.losses,
         extra={"n_edges": result.n_edges, "train_seconds": result.seconds,
-               "n_warm_users": int(warm.sum())},
+               "n_warm_users": int(warm.sum()), **({"layers_from": trained_from} if trained_from else {})},
     ), folder)
 
     q_ids, q_idx = sample_user_index(sample_users, user_index_df, rcfg.unknown_user)
@@ -157,3 +163,24 @@ def run_retriever(
     log.info("neighbours: %d sample users (%d cold), %d rows, model %s", len(q_ids),
              int(is_cold.sum()), len(df), folder)
     return df, folder
+
+
+@dataclass
+class ReusedLayers(LightGCNResult):
+    source: str = ""   # "<retriever>/<model_version>" the layers come from
+
+
+def reuse_layers(model: RetrieverModel, cfg: RetrieverConfig, data_version: str) -> ReusedLayers | None:
+    """The layers of a saved model as a training result, or None when that model was
+    trained on other data or with another training config (then the caller trains)."""
+    if model.data_version != data_version or training_key(model.config) != training_key(cfg):
+        return None
+    if model.config.get("cold_min_edges") != cfg.cold_min_edges:
+        return None   # the saved degrees are zeroed for the model's own cold users
+    return ReusedLayers(
+        user_layers=model.user_layers, item_layers=model.item_layers,
+        user_degree=np.asarray(model.user_degree, dtype=np.int64),
+        item_degree=np.zeros(model.item_layers.shape[1], dtype=np.int64),
+        losses=list(model.losses), seconds=float(model.extra.get("train_seconds", 0.0)),
+        n_edges=int(model.extra.get("n_edges", 0)),
+        source=f"{model.retriever}/{model.model_version}")
