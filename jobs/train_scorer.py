@@ -3,6 +3,8 @@
 python -m jobs.train_scorer --dataset bookcrossing --lake /tmp/lake --variant gcn
 Saves a model version under <models>/scorer/<variant>/<model_version>/ (safetensors +
 meta.json with the data version, the prompts config and the retriever version).
+--seed N (other than model.tuning.seed) tunes a seed replica instead, under
+<models>/scorer_seeds/<variant>/seed=N/ (never scored or promoted; the report's spread).
 """
 import argparse
 import json
@@ -16,12 +18,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
     parser.add_argument("--variant", choices=VARIANTS, required=True)
+    parser.add_argument("--seed", type=int, default=None, help="tuning seed (default model.tuning.seed)")
     args = parser.parse_args()
     cfg = config_from_args(args)
     from optirag.evaluation.tuning_run import train_scorer
     from optirag.spark import get_spark
 
-    print(json.dumps(train_scorer(get_spark(cfg), cfg, args.variant), indent=2))
+    print(json.dumps(train_scorer(get_spark(cfg), cfg, args.variant, args.seed), indent=2))
     return 0
 
 

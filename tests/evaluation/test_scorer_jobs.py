@@ -78,3 +78,30 @@ def test_train_without_prompts_is_a_clear_error(spark, trained):
     cfg, _ = trained
     with pytest.raises(FileNotFoundError, match="jobs.build_prompts"):
         train_scorer(spark, cfg, "llm")
+
+
+def test_a_seed_replica_is_kept_apart_and_evaluated_under_its_own_key(spark, trained):
+    from optirag.llm.config import ModelConfig
+
+    cfg, summary = trained
+    own_seed = ModelConfig.model_validate(cfg.model).tuning.seed
+    replica = train_scorer(spark, cfg, "none", seed=own_seed + 1)
+    assert replica["tuning_seed"] == own_seed + 1
+    assert replica["model_version"] != summary["model_version"]   # another LoRA init and order
+    # scoring, exit heads and promotion resolve scorer/none: the replica is not there
+    assert registry.versions(cfg, "scorer/none") == [summary["model_version"]]
+    assert registry.versions(cfg, f"scorer_seeds/none/seed={own_seed + 1}") == [replica["model_version"]]
+    # the config's own seed is the production scorer itself
+    assert train_scorer(spark, cfg, "none", seed=own_seed)["model_version"] == summary["model_version"]
+
+    report = evaluate(spark, cfg, ["none"], zero_shot=True, seed=own_seed + 1)
+    key = f"none/seed={own_seed + 1}"
+    assert key in report["runs"] and {"none", "zero_shot/none"} <= set(report["runs"])  # merged, kept
+    run = report["runs"][key]
+    assert run["model_version"] == replica["model_version"] and run["tuning_seed"] == own_seed + 1
+    assert run["metrics"]["test"]["n"] == 3
+    scores = read_table(spark, EVAL_SCORES, cfg.dataset_lake()).toPandas()
+    assert (scores["run_id"] == f"{key}/{replica['model_version']}").sum() == 5
+    assert (scores["run_id"].str.startswith("zero_shot/")).sum() == 5   # no second zero-shot run
+    # a seed without a replica is skipped under its own key, not scored with another model
+    assert f"none/seed={own_seed + 2}" in evaluate(spark, cfg, ["none"], seed=own_seed + 2)["skipped"]

@@ -170,16 +170,24 @@ def test_a_test_split_without_negatives_gets_no_llm_runs(tmp_path, reports):
 
 
 def test_report_jobs_log_keeps_every_run(tmp_path, reports):
-    from optirag.reporting.jobs_log import append_jobs, read_jobs
+    from optirag.reporting.jobs_log import JobsLog, read_jobs
 
-    append_jobs(reports, "/lake", ["movielens100k"], [{"command": "python -m jobs.ingest", "seconds": 61.0, "rc": 0}])
-    append_jobs(reports, "/lake", ["movielens100k"], [])          # nothing ran: nothing logged
-    append_jobs(reports, "/lake", ["bookcrossing"], [{"command": "python -m jobs.evaluate", "seconds": 120.0, "rc": 1}])
+    first, idle = JobsLog(reports, "/lake", ["movielens100k"]), JobsLog(reports, "/lake", ["movielens100k"])
+    first.run["started_at"] = "2026-11-27T10:00:00Z"
+    done = [{"command": "python -m jobs.ingest", "seconds": 1.0, "rc": 0}]
+    first.record(done)                        # after each job: a killed run keeps what it did
+    done.append({"command": "python -m jobs.train_baselines", "seconds": 60.0, "rc": 0})
+    first.record(done)                        # the same entry, rewritten
+    idle.record([])                           # nothing ran: nothing logged
+    JobsLog(reports, "/lake", ["bookcrossing"]).record(
+        [{"command": "python -m jobs.evaluate", "seconds": 120.0, "rc": 1}])
     runs = read_jobs(reports)
     assert [r["datasets"] for r in runs] == [["movielens100k"], ["bookcrossing"]]
+    assert [len(r["jobs"]) for r in runs] == [2, 1] and runs[0]["total_seconds"] == 61.0
     text = build_report(read_inputs(reports, ["bookcrossing"]), ENV, reports, runs)
     assert "## Time to regenerate" in text and "| `python -m jobs.evaluate` | 120 | 1 |" in text
-    assert "(lake `/lake`): 1 jobs, 1.0 min in all." in text
+    assert "(lake `/lake`): 2 jobs, 1.0 min in all." in text and "(lake `/lake`): 1 job, 2.0 min" in text
+    assert "- Lake `/lake`: 2 runs, 3 jobs, 3.0 min in all." in text
 
 
 def test_auc_standard_error_says_how_big_a_gap_is_chance(reports):
@@ -196,3 +204,87 @@ def test_auc_standard_error_says_how_big_a_gap_is_chance(reports):
     assert "LLM rows: 150 test samples each; the standard error of one such AUC is about 4.7 points" in text
     assert ("On movielens100k the last-layer embedding gives the higher AUC in our run (50.00 vs 53.00; "
             "the gap, 3.00 points, is within two standard errors") in text
+
+
+def test_plan_adds_seed_replicas_and_redoes_them_with_their_run(tmp_path, reports):
+    lake = tmp_path / "lake"
+    (lake / "bookcrossing" / "samples" / "_delta_log").mkdir(parents=True)
+    _in_lake(lake, "bookcrossing", "none", "llm", "gcn", "gcn_last")
+    doc = json.loads((reports / "eval" / "bookcrossing.json").read_text())
+    doc["runs"]["llm"] = {"metrics": {"test": {"auc": 0.6}}}
+    for v in ("none", "llm", "gcn", "gcn_last"):   # seed 43 done for all, in the file and the lake
+        doc["runs"][f"{v}/seed=43"] = {"metrics": {"test": {"auc": 0.6}}}
+        _write(lake / "bookcrossing" / "_models" / "scorer_seeds" / v / "seed=43" / "v1" / "meta.json",
+               {"created_at": "2026-11-27"})
+    _write(reports / "eval" / "bookcrossing.json", doc)
+    _write(reports / "bench" / "early_exit.json", {"dataset": "bookcrossing", "variant": "gcn", "auc_exit": 0.6,
+                                                   "variants": {"none": {"auc_exit": 0.6}}})
+
+    def jobs(n_seeds):
+        chains = plan(reports, str(lake), ["bookcrossing"], {}, "all", n_seeds)
+        return [" ".join(c[2:]) for chain in chains for c in chain]
+
+    assert jobs(1) == jobs(2) == []   # everything there, seed 43 included
+    # 3 seeds: the config's 42, then 43 (done) and 44 (missing for every run)
+    assert jobs(3) == [f"jobs.train_scorer --dataset bookcrossing --lake {lake} --variant {v} --seed 44"
+                       for v in ("none", "llm", "gcn", "gcn_last")] + [
+        f"jobs.evaluate --dataset bookcrossing --lake {lake} --variants none,llm,gcn,gcn_last --seed 44 "
+        f"--no-zero-shot --set evaluation.reports_dir={reports / 'eval'}"]
+    # a replica that scored other prompts (here: other neighbours) than its run is redone
+    doc["runs"]["llm/seed=43"]["retriever_version"] = "older"
+    _write(reports / "eval" / "bookcrossing.json", doc)
+    assert jobs(2) == [f"jobs.train_scorer --dataset bookcrossing --lake {lake} --variant llm --seed 43",
+                       f"jobs.evaluate --dataset bookcrossing --lake {lake} --variants llm --seed 43 "
+                       f"--no-zero-shot --set evaluation.reports_dir={reports / 'eval'}"]
+    # new gcn prompts (gcn redone): its seed-43 replica no longer matches and is redone too
+    (lake / "bookcrossing" / "prompts" / "variant=gcn").rmdir()
+    redo = jobs(2)
+    assert f"jobs.train_scorer --dataset bookcrossing --lake {lake} --variant gcn --seed 43" in redo
+    assert f"jobs.train_scorer --dataset bookcrossing --lake {lake} --variant none --seed 43" not in redo
+
+
+def test_llm_rows_are_mean_and_std_over_tuning_seeds(reports):
+    from optirag.reporting import numbers as N
+
+    def run(auc, retriever="r1", seed=None):
+        return {"metrics": {"test": {"auc": auc}}, "retriever_version": retriever, "tuning_seed": seed,
+                "mean_prompt_tokens": 190.0}
+
+    _write(reports / "eval" / "bookcrossing.json", {"runs": {
+        "gcn": run(0.60, seed=42), "gcn/seed=43": run(0.62, seed=43), "gcn/seed=44": run(0.67, seed=44),
+        "gcn_last": run(0.64), "gcn_last/seed=43": run(0.70, retriever="old"),   # other neighbours: left out
+        "none/seed=43": run(0.55)}})                                          # no production run: no row
+    inputs = read_inputs(reports, ["bookcrossing"])
+    gcn = N.llm_auc(inputs, "bookcrossing", "gcn")
+    assert (gcn.mean, gcn.n) == (pytest.approx(63.0), 3) and gcn.std == pytest.approx(2.944, abs=1e-3)
+    assert N.llm_auc(inputs, "bookcrossing", "gcn_last") == N.Value(64.0, None, 1)
+    assert N.llm_auc(inputs, "bookcrossing", "none") is None
+    text = build_report(inputs, ENV, reports)
+    assert "| Few-shot | GCN-retriever | 63.00 ± 2.94 (n=3) | 72.51 | -9.51 |" in text
+    assert "| bookcrossing | w/ | w/o | 63.00 ± 2.94 (n=3) |" in text
+    assert "LLM tuning model.tuning.seed + replicas [43, 44]" in text
+
+
+def test_report_job_builds_from_the_files_alone(tmp_path, reports):
+    """jobs.report --train none as `make report REPORT_TRAIN=none` runs it: no job, the skip
+    reason read from the lake, a bad --seeds refused."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    repo = Path(__file__).resolve().parents[2]
+    lake = tmp_path / "lake"
+    write_deltalake(str(lake / "amazon" / "samples"), pa.table({
+        "split": ["test"] * 30, "label": pa.array([1] * 29 + [0], pa.int32())}))
+    cmd = [sys.executable, "-m", "jobs.report", "--lake", str(lake), "--reports", str(reports),
+           "--datasets", "bookcrossing,amazon", "--train", "none"]
+    bad = subprocess.run([*cmd, "--seeds", "0"], cwd=repo, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--seeds must be at least 1" in bad.stderr
+    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = (reports / "REPORT.md").read_text()
+    assert "| Few-shot | GCN-retriever | skipped: 1 test negative | 94.72 |  |" in text
+    assert "| Few-shot | GCN-retriever | 65.00 | 72.51 |" in text     # bookcrossing, from its file
+    assert "amazon: manifest unreadable" in text and "## Time to regenerate" not in text

@@ -24,6 +24,7 @@ from optirag.config import Config, ConfigError
 from optirag.evaluation.config import EvaluationConfig, evaluation_config
 from optirag.evaluation.data import data_version, read_prompts, seeded_subset
 from optirag.evaluation.metrics import ctr_metrics, write_report
+from optirag.evaluation.replicas import replica_seed, run_key, scorer_kind
 from optirag.llm.config import ModelConfig
 from optirag.llm.loading import load_model
 from optirag.llm.scoring import answer_tokens, score_prompts
@@ -74,10 +75,14 @@ def _run(spark: SparkSession, cfg: Config, run_id: str, variant: str, model_vers
 
 
 def evaluate(spark: SparkSession, cfg: Config, variants: Sequence[str] | None = None,
-             zero_shot: bool = True, scorer_version: str | None = None) -> dict:
+             zero_shot: bool = True, scorer_version: str | None = None, seed: int | None = None) -> dict:
     """Score the valid/test prompts of each variant with its scorer: `scorer_version` (one
-    variant only, e.g. the retraining DAG's new version), else the promoted, else the newest."""
+    variant only, e.g. the retraining DAG's new version), else the promoted, else the newest.
+    `seed` (not model.tuning.seed): the variants' seed replicas instead, run keys
+    ``<variant>/seed=<n>``; the untuned model has no seed, so no zero-shot run then."""
     mcfg = ModelConfig.model_validate(cfg.model)
+    seed = replica_seed(mcfg, seed)
+    zero_shot = zero_shot and seed is None
     ecfg = evaluation_config(cfg)
     if ecfg.torch_threads:
         torch.set_num_threads(ecfg.torch_threads)
@@ -88,20 +93,23 @@ def evaluate(spark: SparkSession, cfg: Config, variants: Sequence[str] | None = 
     skipped: dict[str, str] = {}
     prompts = {}
     for v in variants:
+        key = run_key(v, seed)
         prompts[v] = eval_prompts(spark, cfg, v, ecfg)
         if prompts[v].empty:
-            skipped[v] = f"no {'/'.join(ecfg.splits)} prompts for variant {v!r}: run jobs.build_prompts"
+            skipped[key] = f"no {'/'.join(ecfg.splits)} prompts for variant {v!r}: run jobs.build_prompts"
             continue
         try:
-            folder = registry.resolve(cfg, f"scorer/{v}", scorer_version)
+            folder = registry.resolve(cfg, scorer_kind(v, seed), scorer_version)
         except registry.ModelNotFoundError as e:
-            skipped[v] = f"no tuned scorer: {e}"
+            skipped[key] = f"no tuned scorer: {e}"
             continue
         model, tokenizer, meta = load_tuned(folder, mcfg)
-        run = _run(spark, cfg, f"{v}/{meta['model_version']}", v, meta["model_version"], model,
+        run = _run(spark, cfg, f"{key}/{meta['model_version']}", v, meta["model_version"], model,
                    tokenizer, mcfg, prompts[v], ecfg)
-        runs[v] = {**run, "tuned": True, "train_examples": meta.get("train_examples"),
-                   "train_seconds": meta.get("train_seconds"), "data_version": meta.get("data_version")}
+        seed_used = (meta.get("model_config") or {}).get("tuning", {}).get("seed")
+        runs[key] = {**run, "tuned": True, "tuning_seed": seed_used,
+                     "train_examples": meta.get("train_examples"),
+                     "train_seconds": meta.get("train_seconds"), "data_version": meta.get("data_version")}
         del model
     for key, reason in skipped.items():
         log.warning("variant %s skipped: %s", key, reason)

@@ -14,6 +14,7 @@ from optirag import registry
 from optirag.config import Config
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import data_version, read_prompts, seeded_subset
+from optirag.evaluation.replicas import replica_seed, scorer_kind, with_seed
 from optirag.llm.config import ModelConfig
 from optirag.llm.loading import load_model
 from optirag.llm.scoring import answer_tokens
@@ -24,8 +25,12 @@ from optirag.prompts.text import check_answer_boundary
 log = logging.getLogger(__name__)
 
 
-def train_scorer(spark: SparkSession, cfg: Config, variant: str) -> dict:
+def train_scorer(spark: SparkSession, cfg: Config, variant: str, seed: int | None = None) -> dict:
+    """Tune the variant's scorer; a `seed` other than model.tuning.seed makes a seed
+    replica (optirag.evaluation.replicas), stored apart from the production scorers."""
     mcfg = ModelConfig.model_validate(cfg.model)
+    seed = replica_seed(mcfg, seed)
+    mcfg = with_seed(mcfg, seed)
     ecfg = evaluation_config(cfg)
     if ecfg.torch_threads:
         torch.set_num_threads(ecfg.torch_threads)
@@ -55,7 +60,7 @@ def train_scorer(spark: SparkSession, cfg: Config, variant: str) -> dict:
         "losses": [round(x, 5) for x in result.losses],
         "torch_threads": torch.get_num_threads(),
     }
-    kind_dir = registry.kind_dir(cfg, f"scorer/{variant}")
+    kind_dir = registry.kind_dir(cfg, scorer_kind(variant, seed))
     # The version name is the weights' digest, known only after saving: save beside it
     # under a dot name (ignored by the registry), then rename into place atomically.
     staging = kind_dir / f".staging-{uuid.uuid4().hex[:8]}"
@@ -69,6 +74,7 @@ def train_scorer(spark: SparkSession, cfg: Config, variant: str) -> dict:
         os.rename(staging, final)
     n = max(1, len(result.losses) // 10)
     return {"dataset": cfg.dataset.name, "model_version": meta["model_version"], "path": str(final),
+            "tuning_seed": mcfg.tuning.seed,
             **{k: v for k, v in info.items() if k not in ("prompts_config", "losses")},
             "steps": len(result.losses),
             "loss_first_10pct": round(sum(result.losses[:n]) / n, 4),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from optirag.evaluation.replicas import replica_seeds
 from optirag.reporting import figures, paper
 from optirag.reporting import numbers as N
 from optirag.reporting.inputs import ReportInputs, pick
@@ -76,7 +77,10 @@ def _llm_cell(inputs: ReportInputs, dataset: str, value: N.Value | float | None)
 def table2(inputs: ReportInputs) -> tuple[list[str], list[str]]:
     lines, sentences = ["## Table 2: AUC per model (test split)", "",
                         "Full-shot baselines: trained on the whole train split, mean ± std over seeds. "
-                        "LLM rows: the scorer tuned per prompt variant (one run). AUC x 100.", ""], []
+                        "Few-shot LLM rows: the scorer tuned per prompt variant, mean ± std over tuning "
+                        "seeds (n shown; same prompts and training examples, another LoRA init, dropout "
+                        "and example order); GCN-earlyexit: exit heads on the first seed's scorer "
+                        "(one run). AUC x 100.", ""], []
     for d in inputs.datasets:
         pds = paper.PAPER_DATASET.get(d)
         rows, base_ours, base_pub = [], {}, {}
@@ -98,8 +102,9 @@ def table2(inputs: ReportInputs) -> tuple[list[str], list[str]]:
         n_test, pos = pick(inputs.baselines.get(d), "split_sizes.test"), pick(inputs.baselines.get(d), "test_positive_rate")
         if n_test is not None and pos is not None:
             # a test split with a handful of negatives makes every AUC here noisy
+            neg = round(n_test * (1 - pos))
             lines += [f"Test split: {n_test} samples, {100 * pos:.1f}% positive "
-                      f"({round(n_test * (1 - pos))} negatives).", ""]
+                      f"({neg} negative{'' if neg == 1 else 's'}).", ""]
         lines += _table(["Category", "Model", "Ours AUC", "Paper AUC", "Δ"], rows)
         se, n_llm = N.auc_standard_error(inputs, d, "gcn"), pick(N.llm_run(inputs, d, "gcn"), "metrics.test.n")
         if se:
@@ -132,8 +137,10 @@ def table3(inputs: ReportInputs) -> tuple[list[str], list[str]]:
             noise = (f"; the gap, {abs(avg.mean - last.mean):.2f} points, is "
                      f"{'within' if abs(avg.mean - last.mean) < 2 * se else 'outside'} two standard errors "
                      f"of one test AUC ({se:.1f} points each, Hanley-McNeil)") if se else ""
+            seeds = (f"; over seeds the std is {avg.std:.2f} (average, n={avg.n}) and {last.std:.2f} "
+                     f"(last layer, n={last.n})") if avg.std is not None and last.std is not None else ""
             sentences.append(f"On {d} the {better} embedding gives the higher AUC in our run "
-                             f"({avg.mean:.2f} vs {last.mean:.2f}{noise}).")
+                             f"({avg.mean:.2f} vs {last.mean:.2f}{noise}{seeds}).")
     return (["## Table 3: retriever embeddings, average of layers vs last layer", "",
              "AUC x 100 of the scorer tuned and evaluated on prompts whose similar users were "
              "retrieved with each embedding (the same trained LightGCN); hit rate: share of held-out "
@@ -223,8 +230,10 @@ def environment_section(env: dict, inputs: ReportInputs) -> list[str]:
     for d in inputs.datasets:
         seeds = pick(inputs.baselines.get(d), "seeds")
         eval_seed = pick(inputs.llm_eval.get(d), "evaluation.seed")
+        replicas = replica_seeds(pick(inputs.llm_eval.get(d), "runs") or {})
         lines.append(f"- Seeds ({d}): baselines {seeds if seeds is not None else NOT_RUN}; "
-                     f"LLM evaluation subset {eval_seed if eval_seed is not None else NOT_RUN}")
+                     f"LLM evaluation subset {eval_seed if eval_seed is not None else NOT_RUN}; "
+                     f"LLM tuning model.tuning.seed" + (f" + replicas {replicas}" if replicas else ""))
     rows = [[d, r.get("role", ""), Path(str(r.get("source_file", ""))).name, str(r.get("accepted", "")),
              str(r.get("quarantined", "")), f"`{str(r.get('sha256', ''))[:16]}…`", str(r.get("data_version", ""))]
             for d in inputs.datasets for r in inputs.manifest.get(d, [])]
@@ -254,9 +263,18 @@ def build_report(inputs: ReportInputs, env: dict, out_dir: Path, jobs_run: list[
         lines += ["", "## Time to regenerate", "",
                   "Jobs `make report` ran for missing inputs (reports/report_jobs.json), wall time on "
                   "the machine above:", ""]
+        lakes: dict[str, list[dict]] = {}
         for run in jobs_run:
+            lakes.setdefault(run["lake"], []).append(run)
+        # make report resumes: a lake filled over several runs took their sum
+        lines += [f"- Lake `{lake}`: {len(runs)} run{'s' if len(runs) != 1 else ''}, "
+                  f"{sum(len(r['jobs']) for r in runs)} jobs, "
+                  f"{sum(r['total_seconds'] for r in runs) / 60:.1f} min in all." for lake, runs in lakes.items()]
+        lines.append("")
+        for run in jobs_run:
+            n = len(run["jobs"])
             lines += [f"Run finished {run['finished_at']} on {', '.join(run['datasets'])} "
-                      f"(lake `{run['lake']}`): {len(run['jobs'])} jobs, "
+                      f"(lake `{run['lake']}`): {n} job{'s' if n != 1 else ''}, "
                       f"{run['total_seconds'] / 60:.1f} min in all.", "",
                       *_table(["Command", "Seconds", "Exit"],
                               [[f"`{j['command']}`", f"{j['seconds']:.0f}", str(j["rc"])] for j in run["jobs"]])]

@@ -10,6 +10,7 @@ chain; the report still builds and says which step failed.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from optirag.evaluation.replicas import report_seeds, run_key, same_prompts, scorer_kind
 from optirag.reporting.inputs import ReportInputs, input_paths, load_json, pick
 from optirag.reporting.numbers import early_exit
 from optirag.retrieval.config import RETRIEVERS
@@ -73,19 +75,31 @@ def llm_skip_reason(lake: str, dataset: str) -> str | None:
     return None
 
 
-def in_lake(lake: str, dataset: str, variant: str) -> bool:
-    """The variant's prompts and a tuned scorer exist in this lake. An eval file can hold a
-    run made on another lake; exit heads need the scorer and prompts here, and Table 4
-    compares numbers of one scorer, so such a run is redone."""
+@functools.lru_cache(maxsize=None)
+def _config(lake: str, dataset: str):
+    from optirag.config import load_config
+
+    return load_config(dataset, env=os.environ.get("OPTIRAG_ENV", "local"), lake=lake)
+
+
+def replica_seeds(lake: str, dataset: str, n_seeds: int) -> list[int]:
+    """Tuning seeds of the replicas for n_seeds in all (the config's own seed is the first)."""
+    from optirag.llm.config import ModelConfig
+
+    return report_seeds(ModelConfig.model_validate(_config(lake, dataset).model).tuning.seed, n_seeds)
+
+
+def in_lake(lake: str, dataset: str, variant: str, seed: int | None = None) -> bool:
+    """The variant's prompts and a tuned scorer (or its seed replica) exist in this lake. An
+    eval file can hold a run made on another lake; exit heads need the scorer and prompts
+    here, and Table 4 compares numbers of one scorer, so such a run is redone."""
     root = _local_root(lake)
     if root is None:
         return True
-    from optirag.config import load_config
     from optirag.registry import versions
 
-    cfg = load_config(dataset, env=os.environ.get("OPTIRAG_ENV", "local"), lake=lake)
     return ((root / dataset / "prompts" / f"variant={variant}").is_dir()
-            and bool(versions(cfg, f"scorer/{variant}")))
+            and bool(versions(_config(lake, dataset), scorer_kind(variant, seed))))
 
 
 def data_chain(reports: Path, lake: str, dataset: str, raw: dict[str, str]) -> list[list[str]] | None:
@@ -101,9 +115,10 @@ def data_chain(reports: Path, lake: str, dataset: str, raw: dict[str, str]) -> l
     return chain
 
 
-def model_chain(reports: Path, lake: str, dataset: str) -> list[list[str]]:
+def model_chain(reports: Path, lake: str, dataset: str, n_seeds: int = 1) -> list[list[str]]:
     """Retrievers, prompts, scorers and evaluation for the runs the eval file lacks, then
-    exit heads + early-exit bench, retrieval quality and the retrieval-time bench."""
+    exit heads + early-exit bench, retrieval quality and the retrieval-time bench, then the
+    seed replicas (n_seeds in all per LLM run) for the spread of Tables 2-4."""
     common = ["--dataset", dataset, "--lake", lake]
     paths = input_paths(reports, dataset)
     evaluated = load_json(paths["llm_eval"])
@@ -130,10 +145,28 @@ def model_chain(reports: Path, lake: str, dataset: str) -> list[list[str]]:
     if not paths["bench_retrieval"].is_file() and importlib.util.find_spec("jobs.bench_retrieval"):
         chain.append(_job("bench_retrieval", *common, "--users", RETRIEVAL_BENCH_USERS,
                           "--out", str(reports / "bench")))
+    return chain + replica_chain(reports, lake, dataset, n_seeds, evaluated, missing)
+
+
+def replica_chain(reports: Path, lake: str, dataset: str, n_seeds: int, evaluated: dict | None,
+                  redone: list[str]) -> list[list[str]]:
+    """train_scorer --seed + evaluate --seed for each replica the eval file lacks, whose
+    production run is redone above, or that scored other prompts than its production run."""
+    common = ["--dataset", dataset, "--lake", lake]
+    chain = []
+    for seed in replica_seeds(lake, dataset, n_seeds) if n_seeds > 1 else []:
+        todo = [v for v in LLM_RUNS if v in redone or not in_lake(lake, dataset, v, seed)
+                or pick(evaluated, f"runs.{run_key(v, seed)}.metrics.test.auc") is None
+                or not same_prompts(pick(evaluated, f"runs.{v}"), pick(evaluated, f"runs.{run_key(v, seed)}"))]
+        chain += [_job("train_scorer", *common, "--variant", v, "--seed", str(seed)) for v in todo]
+        if todo:
+            chain.append(_job("evaluate", *common, "--variants", ",".join(todo), "--seed", str(seed),
+                              "--no-zero-shot", "--set", f"evaluation.reports_dir={reports / 'eval'}"))
     return chain
 
 
-def plan(reports: Path, lake: str, datasets: list[str], raw: dict[str, str], what: str = "all") -> list[list[list[str]]]:
+def plan(reports: Path, lake: str, datasets: list[str], raw: dict[str, str], what: str = "all",
+         n_seeds: int = 1) -> list[list[list[str]]]:
     """The chains as they stand now (what = all | baselines | none), one per dataset.
 
     The model chain here is planned from the current reports; :func:`run_missing`
@@ -147,20 +180,24 @@ def plan(reports: Path, lake: str, datasets: list[str], raw: dict[str, str], wha
         if chain is None:
             continue
         if what == "all" and llm_skip_reason(lake, d) is None:
-            chain += model_chain(reports, lake, d)
+            chain += model_chain(reports, lake, d, n_seeds)
         if chain:
             chains.append(chain)
     return chains
 
 
-def run_chain(chain: list[list[str]], done: list[dict], problems: list[str], log=print) -> bool:
-    """Run commands in order until one fails; appends to done / problems; True if all passed."""
+def run_chain(chain: list[list[str]], done: list[dict], problems: list[str], log=print,
+              on_job=None) -> bool:
+    """Run commands in order until one fails; appends to done / problems (and calls
+    on_job(done) after each command); True if all passed."""
     for cmd in chain:
         shown = " ".join(["python", *cmd[1:]])
         log(f"report: running {shown}")
         start = time.perf_counter()
         rc = subprocess.run(cmd).returncode
         done.append({"command": shown, "seconds": time.perf_counter() - start, "rc": rc})
+        if on_job:
+            on_job(done)
         if rc != 0:
             problems.append(f"`{shown}` exited {rc}; the rest of its chain was skipped")
             return False
@@ -168,19 +205,19 @@ def run_chain(chain: list[list[str]], done: list[dict], problems: list[str], log
 
 
 def run_missing(reports: Path, lake: str, datasets: list[str], raw: dict[str, str], what: str = "all",
-                log=print) -> tuple[list[dict], list[str]]:
-    """Produce what is missing, dataset by dataset; returns (jobs run, problems)."""
-    done, problems = [], []
-    if what == "none":
-        return done, problems
+                log=print, n_seeds: int = 1, on_job=None) -> tuple[list[dict], list[str], dict[str, str]]:
+    """Produce what is missing, dataset by dataset; returns (jobs run, problems, the LLM
+    skip reason per dataset that has one); on_job(jobs run so far) after every job."""
+    done, problems, skipped = [], [], {}
     for d in datasets:
-        chain = data_chain(reports, lake, d, raw)
-        if chain is None or not run_chain(chain, done, problems, log):
-            continue
-        if what == "all":
-            reason = llm_skip_reason(lake, d)
-            if reason:
-                log(f"report: {d}: LLM runs {reason}")
-            else:
-                run_chain(model_chain(reports, lake, d), done, problems, log)
-    return done, problems
+        if what != "none":
+            chain = data_chain(reports, lake, d, raw)
+            if chain is None or not run_chain(chain, done, problems, log, on_job):
+                continue
+        reason = llm_skip_reason(lake, d)
+        if reason:
+            skipped[d] = reason
+            log(f"report: {d}: LLM runs {reason}")
+        elif what == "all":
+            run_chain(model_chain(reports, lake, d, n_seeds), done, problems, log, on_job)
+    return done, problems, skipped

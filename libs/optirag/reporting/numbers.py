@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from optirag.evaluation.replicas import runs_of, same_prompts
 from optirag.reporting.inputs import ReportInputs, for_dataset, pick
 
 
@@ -39,8 +42,15 @@ def llm_run(inputs: ReportInputs, dataset: str, run: str) -> dict | None:
 
 
 def llm_auc(inputs: ReportInputs, dataset: str, run: str) -> Value | None:
-    auc = points(pick(llm_run(inputs, dataset, run), "metrics.test.auc"))
-    return None if auc is None else Value(auc)
+    """Test AUC of a run, mean ± std (population, as the baselines) over the production run
+    and its seed replicas that scored the same prompts."""
+    main = llm_run(inputs, dataset, run)
+    if points(pick(main, "metrics.test.auc")) is None:
+        return None
+    runs = runs_of(pick(inputs.llm_eval.get(dataset), "runs") or {}, run)
+    aucs = [points(r["metrics"]["test"]["auc"]) for r in runs.values()
+            if pick(r, "metrics.test.auc") is not None and same_prompts(main, r)]
+    return Value(float(np.mean(aucs)), float(np.std(aucs)) if len(aucs) > 1 else None, len(aucs))
 
 
 def auc_standard_error(inputs: ReportInputs, dataset: str, run: str) -> float | None:
