@@ -25,11 +25,12 @@ def main() -> int:
     parser.add_argument("--max-rows", type=int, default=300, help="valid/test rows per dataset")
     parser.add_argument("--timing-rows", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--taus", default="0,0.001,0.002,0.005,0.01,0.02,0.05,0.1,0.2")
-    parser.add_argument("--windows", default="1,2,3")
+    parser.add_argument("--taus", default=None, help="comma list; default early_exit.calibration.taus")
+    parser.add_argument("--windows", default=None, help="comma list; default early_exit.calibration.windows")
     parser.add_argument("--ks", default="0,2,4", help="retrieved users for the k sweep")
     parser.add_argument("--k-rows", type=int, default=120, help="test rows of the k sweep")
-    parser.add_argument("--max-auc-loss", type=float, default=0.003, help="AUC points/100 allowed")
+    parser.add_argument("--max-auc-loss", type=float, default=None,
+                        help="AUC/100 the chosen rule may lose on valid; default early_exit.calibration")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default="reports/bench")
     args = parser.parse_args()
@@ -50,7 +51,8 @@ def main() -> int:
             print(f"== {name} / {variant}", flush=True)
             result = bench.bench_dataset(
                 get_spark(cfg), cfg, variant, args.max_rows, args.timing_rows, args.repeats,
-                [float(t) for t in args.taus.split(",")], [int(m) for m in args.windows.split(",")],
+                args.taus and [float(t) for t in args.taus.split(",")],
+                args.windows and [int(m) for m in args.windows.split(",")],
                 args.max_auc_loss, [int(k) for k in args.ks.split(",") if k], args.k_rows)
             print(json.dumps({k: result[k] for k in ("auc_full", "auc_exit", "mean_exit_layer",
                               "flops_ratio", "throughput_ratio", "compaction_efficiency")}), flush=True)

@@ -4,7 +4,8 @@ A model version is a folder ``<store>/<kind>/<version>/`` (safetensors + a ``met
 holding at least ``model_version``, ``data_version`` and ``created_at``), written at once
 with :func:`optirag.artifacts.atomic_folder`. ``<store>`` is ``Config.model_store()``.
 Kinds in use: ``retriever/gcn``, ``retriever/llm``, ``scorer/<variant>``, ``exit_heads/<variant>``,
-and ``scorer_seeds/<variant>/seed=<n>`` (the report's seed replicas; nothing scores with them).
+and ``scorer_seeds/<variant>/seed=<n>`` + ``exit_heads_seeds/<variant>/seed=<n>`` (the report's
+seed replicas; nothing scores with them).
 
 ``<store>/<kind>/PROMOTED.json`` names the version the nightly run uses; the retraining
 DAG rewrites it (atomically, by rename) only when a new version is not worse. Resolution

@@ -105,3 +105,57 @@ def test_a_seed_replica_is_kept_apart_and_evaluated_under_its_own_key(spark, tra
     assert (scores["run_id"].str.startswith("zero_shot/")).sum() == 5   # no second zero-shot run
     # a seed without a replica is skipped under its own key, not scored with another model
     assert f"none/seed={own_seed + 2}" in evaluate(spark, cfg, ["none"], seed=own_seed + 2)["skipped"]
+
+
+def test_evaluate_early_exit_scores_the_eval_rows_with_the_chosen_rule(spark, trained):
+    """The early-exit run of Tables 2/4: same rows as the full-depth run, rule chosen on
+    valid, scores and exit layers kept in eval_scores; a seed replica gets its own heads."""
+    from optirag.early_exit.config import EarlyExitConfig
+    from optirag.early_exit.job import train_heads
+    from optirag.evaluation.early_exit_run import evaluate_early_exit
+    from optirag.evaluation.metrics import ctr_metrics
+    from optirag.llm.config import ModelConfig
+
+    cfg, summary = trained
+    full = evaluate(spark, cfg, ["none"], zero_shot=False)["runs"]["none"]
+    heads = train_heads(spark, cfg, "none")
+    assert heads["model_version"] == summary["model_version"]
+    report = evaluate_early_exit(spark, cfg, ["none", "gcn"])
+    assert "gcn+ee" in report["skipped"] and "none+ee" in report["runs"]
+    run = report["runs"]["none+ee"]
+    assert run["model_version"] == summary["model_version"] and run["heads_version"] == heads["heads_version"]
+    assert run["metrics"]["valid"]["n"] == 2 and run["metrics"]["test"]["n"] == 3
+    ee = run["early_exit"]
+    assert ee["exit_layers"] == [2, 3, 4, 5, 6] and ee["n_layers"] == 6
+    assert ee["tau"] in EarlyExitConfig().calibration.taus + [0.05]  # a grid point, or the configured tau
+    assert 2 <= ee["test"]["mean_exit_layer"] <= 6 and 0 < ee["test"]["flops_ratio"] <= 1
+    assert sum(ee["test"]["exit_share"].values()) == pytest.approx(1.0)
+
+    scores = read_table(spark, EVAL_SCORES, cfg.dataset_lake()).toPandas()
+    mine = scores[scores["run_id"] == f"none+ee/{summary['model_version']}"]
+    assert len(mine) == 5 and mine["exit_layer"].isin([2, 3, 4, 5, 6]).all()
+    test = mine[mine["split"] == "test"]
+    assert ctr_metrics(test.label, test.score) == run["metrics"]["test"]
+    assert test["exit_layer"].mean() == pytest.approx(ee["test"]["mean_exit_layer"])
+    # the full-depth run is kept beside it, and the heads' last column is that run's score
+    assert "none" in json.loads(report_path(cfg, evaluation_config(cfg)).read_text())["runs"]
+    assert ee["test"]["auc_full_depth"] == pytest.approx(full["metrics"]["test"]["auc"])
+    # the bench (Figures 3-5) chooses its rule the same way, on its own rows
+    from optirag.early_exit.bench import bench_dataset
+
+    bench = bench_dataset(spark, cfg, "none", max_rows=0, timing_rows=3, repeats=1)
+    assert bench["heads_version"] == heads["heads_version"] and bench["test_rows"] == 3
+    assert bench["best_on_valid"]["tau"] == ee["tau"] and bench["auc_exit"] == pytest.approx(
+        run["metrics"]["test"]["auc"])   # the same rows here (all of them): the same rule and AUC
+    assert {p["tau"] for p in bench["sweeps"]["tau"]} == set(EarlyExitConfig().calibration.taus)
+
+    seed = ModelConfig.model_validate(cfg.model).tuning.seed + 1
+    replica = train_scorer(spark, cfg, "none", seed=seed)
+    assert f"none+ee/seed={seed}" in evaluate_early_exit(spark, cfg, ["none"], seed=seed)["skipped"]  # no heads yet
+    replica_heads = train_heads(spark, cfg, "none", seed=seed)
+    assert replica_heads["model_version"] == replica["model_version"]
+    assert registry.versions(cfg, "exit_heads/none") == [heads["heads_version"]]   # production heads untouched
+    assert registry.versions(cfg, f"exit_heads_seeds/none/seed={seed}") == [replica_heads["heads_version"]]
+    runs = evaluate_early_exit(spark, cfg, ["none"], seed=seed)["runs"]
+    assert runs[f"none+ee/seed={seed}"]["model_version"] == replica["model_version"]
+    assert runs[f"none+ee/seed={seed}"]["tuning_seed"] == seed and runs["none+ee"]["tuning_seed"] == seed - 1

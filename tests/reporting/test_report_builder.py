@@ -31,6 +31,9 @@ def reports(tmp_path):
         "gcn": {"metrics": {"test": {"auc": 0.65}}, "prompts_per_second": 4.0},
         "gcn_last": {"metrics": {"test": {"auc": 0.64}}, "prompts_per_second": 4.0},
         "zero_shot/none": {"metrics": {"test": {"auc": 0.52}}, "prompts_per_second": 9.0},
+        "gcn+ee": {"metrics": {"test": {"auc": 0.66}}, "early_exit": {
+            "tau": 0.01, "window": 1, "n_layers": 30,
+            "test": {"mean_exit_layer": 21.0, "flops_ratio": 0.7, "auc_full_depth": 0.65}}},
     }})
     _write(r / "eval" / "retrieval_bookcrossing.json", {"layers": {"average": {"hit_rate": 0.0912},
                                                                    "last_layer": {"hit_rate": 0.08}}})
@@ -39,6 +42,7 @@ def reports(tmp_path):
     _write(r / "bench" / "early_exit.json", {
         "dataset": "bookcrossing", "variant": "gcn", "auc_full": 0.65, "auc_exit": 0.66,
         "mean_exit_layer": 21.0, "n_layers": 30, "flops_ratio": 0.7, "throughput_ratio": 1.25,
+        "compaction_efficiency": 0.875,
         "sweeps": {"tau": [{"tau": 0.05, "auc": 0.63, "samples_per_s_estimated": 1.5},
                            {"tau": 0.01, "auc": 0.66, "samples_per_s_estimated": 1.1}]}})
     return r
@@ -72,10 +76,12 @@ def test_tables_figures_and_sentences_come_from_the_inputs(reports):
     assert "the average embedding gives the higher AUC in our run (65.00 vs 64.00)" in text
     lines = text.splitlines()
     assert "| bookcrossing | w/o | w/o | 60.00 | 10.00 | 70.74 (15.77) |" in lines
-    assert "| bookcrossing | w/ | w/ | 66.00 | 5.00 | 73.28 (5.59) |" in lines   # 4.0 samples/s x 1.25
+    assert "| bookcrossing | w/ | w/ | 66.00 | 5.00 | 73.28 (5.59) |" in lines   # 4.0 samples/s x 0.875 / 0.7
     assert "| bookcrossing | w/o | w/ | not run | not run | 53.17 (17.85) |" in lines
-    assert "bookcrossing, gcn scorer: samples/s estimated as its eval rate x throughput_ratio 1.25" in text
-    assert "bookcrossing, w/ retriever: mean exit layer 21.0 of 30, FLOPs ratio 0.70, AUC without exit 65.00" in text
+    assert ("bookcrossing, gcn scorer: samples/s estimated as its eval rate x the bench's compaction "
+            "efficiency 0.88 / the FLOPs ratio 0.70 of its early-exit run") in text
+    assert ("bookcrossing, w/ retriever: mean exit layer 21.0 of 30, FLOPs ratio 0.70, AUC without exit "
+            "65.00, τ=0.01 m=1 chosen on the valid split") in text
     assert "Retriever w/" not in text   # Table 4's shared cells are compared once, in Table 2
     assert "throughput on bookcrossing by x1.25 in our run (paper on BookCrossing: x1.20)" in text
     # Figures: 2 and 3 drawn from the data, 4 and 5 not run
@@ -99,7 +105,8 @@ def _in_lake(lake: Path, dataset: str, *variants: str) -> None:
     """Prompts partitions and a scorer version of each variant, as the jobs leave them."""
     for v in variants:
         (lake / dataset / "prompts" / f"variant={v}").mkdir(parents=True)
-        _write(lake / dataset / "_models" / "scorer" / v / "v1" / "meta.json", {"created_at": "2026-11-27"})
+        _write(lake / dataset / "_models" / "scorer" / v / "v1" / "meta.json",
+               {"created_at": "2026-11-27", "model_version": "v1"})
 
 
 def test_plan_trains_only_what_is_missing(tmp_path, reports):
@@ -118,12 +125,15 @@ def test_plan_trains_only_what_is_missing(tmp_path, reports):
         f"--set evaluation.reports_dir={reports / 'eval'}",
         f"jobs.train_exit_heads --dataset bookcrossing --lake {lake} --variant none",
         f"jobs.bench_early_exit --lake {lake} --datasets bookcrossing --variants none --out {reports / 'bench'}",
+        # gcn's early-exit run is there; none's follows its new heads
+        f"jobs.evaluate_early_exit --dataset bookcrossing --lake {lake} --variants none "
+        f"--set evaluation.reports_dir={reports / 'eval'}",
     ]
     assert ml[0].startswith("jobs.ingest") and "--raw /raw/ml" in ml[0]
     assert ml[1].startswith("jobs.train_baselines") and f"baselines.reports_dir={reports / 'eval'}" in ml[1]
     assert [c.split()[0] for c in ml[2:]] == ["jobs.train_retriever"] * 3 + ["jobs.build_prompts"] * 4 + [
         "jobs.train_scorer"] * 4 + ["jobs.evaluate"] + ["jobs.train_exit_heads"] * 2 + [
-        "jobs.bench_early_exit", "jobs.evaluate_retriever", "jobs.bench_retrieval"]
+        "jobs.bench_early_exit", "jobs.evaluate_early_exit", "jobs.evaluate_retriever", "jobs.bench_retrieval"]
     # a run in the eval file whose prompts or scorer are not in this lake is redone (for
     # none also the zero-shot run, which scores the none prompts)
     (lake / "bookcrossing" / "prompts" / "variant=none").rmdir()
@@ -206,16 +216,26 @@ def test_auc_standard_error_says_how_big_a_gap_is_chance(reports):
             "the gap, 3.00 points, is within two standard errors") in text
 
 
+def _model(folder: Path, **meta) -> None:
+    """A model version folder as the registry reads it (meta.json only)."""
+    _write(folder / "meta.json", {"created_at": "2026-11-27", "model_version": folder.name, **meta})
+
+
 def test_plan_adds_seed_replicas_and_redoes_them_with_their_run(tmp_path, reports):
     lake = tmp_path / "lake"
+    models = lake / "bookcrossing" / "_models"
     (lake / "bookcrossing" / "samples" / "_delta_log").mkdir(parents=True)
     _in_lake(lake, "bookcrossing", "none", "llm", "gcn", "gcn_last")
     doc = json.loads((reports / "eval" / "bookcrossing.json").read_text())
     doc["runs"]["llm"] = {"metrics": {"test": {"auc": 0.6}}}
+    doc["runs"]["none+ee"] = {"metrics": {"test": {"auc": 0.6}}}
+    done = {"metrics": {"test": {"auc": 0.6}}}
     for v in ("none", "llm", "gcn", "gcn_last"):   # seed 43 done for all, in the file and the lake
-        doc["runs"][f"{v}/seed=43"] = {"metrics": {"test": {"auc": 0.6}}}
-        _write(lake / "bookcrossing" / "_models" / "scorer_seeds" / v / "seed=43" / "v1" / "meta.json",
-               {"created_at": "2026-11-27"})
+        doc["runs"][f"{v}/seed=43"] = {**done, "model_version": f"{v}-43"}
+        _model(models / "scorer_seeds" / v / "seed=43" / f"{v}-43")
+    for v in ("gcn", "none"):                       # its exit heads and early-exit runs too
+        doc["runs"][f"{v}+ee/seed=43"] = {**done, "model_version": f"{v}-43"}
+        _model(models / "exit_heads_seeds" / v / "seed=43" / "h43", model_version=f"{v}-43")
     _write(reports / "eval" / "bookcrossing.json", doc)
     _write(reports / "bench" / "early_exit.json", {"dataset": "bookcrossing", "variant": "gcn", "auc_exit": 0.6,
                                                    "variants": {"none": {"auc_exit": 0.6}}})
@@ -224,23 +244,45 @@ def test_plan_adds_seed_replicas_and_redoes_them_with_their_run(tmp_path, report
         chains = plan(reports, str(lake), ["bookcrossing"], {}, "all", n_seeds)
         return [" ".join(c[2:]) for chain in chains for c in chain]
 
+    def job(name, variants, seed, *more):
+        flag = "--variant" if "," not in variants and name.startswith("train") else "--variants"
+        return " ".join([f"jobs.{name} --dataset bookcrossing --lake {lake} {flag} {variants} --seed {seed}", *more])
+
+    to_eval = f"--set evaluation.reports_dir={reports / 'eval'}"
     assert jobs(1) == jobs(2) == []   # everything there, seed 43 included
     # 3 seeds: the config's 42, then 43 (done) and 44 (missing for every run)
-    assert jobs(3) == [f"jobs.train_scorer --dataset bookcrossing --lake {lake} --variant {v} --seed 44"
-                       for v in ("none", "llm", "gcn", "gcn_last")] + [
-        f"jobs.evaluate --dataset bookcrossing --lake {lake} --variants none,llm,gcn,gcn_last --seed 44 "
-        f"--no-zero-shot --set evaluation.reports_dir={reports / 'eval'}"]
-    # a replica that scored other prompts (here: other neighbours) than its run is redone
+    seed44 = [job("train_exit_heads", "gcn", 44), job("train_exit_heads", "none", 44),
+              job("evaluate_early_exit", "gcn,none", 44, to_eval)]
+    assert jobs(3) == [job("train_scorer", v, 44) for v in ("none", "llm", "gcn", "gcn_last")] + [
+        job("evaluate", "none,llm,gcn,gcn_last", 44, "--no-zero-shot", to_eval)] + seed44
+    # a killed run resumes: seed 44's scorers are tuned (on the same data and neighbours as
+    # their production scorers), only their evaluation and heads are missing
+    for v in ("none", "llm", "gcn", "gcn_last"):
+        _model(models / "scorer_seeds" / v / "seed=44" / f"{v}-44")
+    assert jobs(3) == [job("evaluate", "none,llm,gcn,gcn_last", 44, "--no-zero-shot", to_eval)] + seed44
+
+    # an eval run that scored other prompts (here: other neighbours) than its production run
+    # is re-evaluated; its scorer, tuned on today's prompts, is kept
     doc["runs"]["llm/seed=43"]["retriever_version"] = "older"
     _write(reports / "eval" / "bookcrossing.json", doc)
-    assert jobs(2) == [f"jobs.train_scorer --dataset bookcrossing --lake {lake} --variant llm --seed 43",
-                       f"jobs.evaluate --dataset bookcrossing --lake {lake} --variants llm --seed 43 "
-                       f"--no-zero-shot --set evaluation.reports_dir={reports / 'eval'}"]
+    assert jobs(2) == [job("evaluate", "llm", 43, "--no-zero-shot", to_eval)]
+    doc["runs"]["llm/seed=43"].pop("retriever_version")
+    _write(reports / "eval" / "bookcrossing.json", doc)
+    # a replica tuned on other neighbours than its production scorer is retuned, and its
+    # heads and early-exit run follow; heads made for another scorer are retrained
+    _model(models / "scorer_seeds" / "gcn" / "seed=43" / "gcn-43", retriever_version="old")
+    _model(models / "exit_heads_seeds" / "none" / "seed=43" / "h43", model_version="none-other")
+    assert jobs(2) == [job("train_scorer", "gcn", 43), job("evaluate", "gcn", 43, "--no-zero-shot", to_eval),
+                       job("train_exit_heads", "gcn", 43), job("train_exit_heads", "none", 43),
+                       job("evaluate_early_exit", "gcn,none", 43, to_eval)]
     # new gcn prompts (gcn redone): its seed-43 replica no longer matches and is redone too
+    _model(models / "scorer_seeds" / "gcn" / "seed=43" / "gcn-43")
+    _model(models / "exit_heads_seeds" / "none" / "seed=43" / "h43", model_version="none-43")
+    assert jobs(2) == []
     (lake / "bookcrossing" / "prompts" / "variant=gcn").rmdir()
     redo = jobs(2)
-    assert f"jobs.train_scorer --dataset bookcrossing --lake {lake} --variant gcn --seed 43" in redo
-    assert f"jobs.train_scorer --dataset bookcrossing --lake {lake} --variant none --seed 43" not in redo
+    assert job("train_scorer", "gcn", 43) in redo and job("train_exit_heads", "gcn", 43) in redo
+    assert job("train_scorer", "none", 43) not in redo
 
 
 def test_llm_rows_are_mean_and_std_over_tuning_seeds(reports):
@@ -253,7 +295,8 @@ def test_llm_rows_are_mean_and_std_over_tuning_seeds(reports):
     _write(reports / "eval" / "bookcrossing.json", {"runs": {
         "gcn": run(0.60, seed=42), "gcn/seed=43": run(0.62, seed=43), "gcn/seed=44": run(0.67, seed=44),
         "gcn_last": run(0.64), "gcn_last/seed=43": run(0.70, retriever="old"),   # other neighbours: left out
-        "none/seed=43": run(0.55)}})                                          # no production run: no row
+        "none/seed=43": run(0.55),                                            # no production run: no row
+        "gcn+ee": run(0.61), "gcn+ee/seed=43": run(0.65)}})                   # early exit per seed
     inputs = read_inputs(reports, ["bookcrossing"])
     gcn = N.llm_auc(inputs, "bookcrossing", "gcn")
     assert (gcn.mean, gcn.n) == (pytest.approx(63.0), 3) and gcn.std == pytest.approx(2.944, abs=1e-3)
@@ -262,6 +305,8 @@ def test_llm_rows_are_mean_and_std_over_tuning_seeds(reports):
     text = build_report(inputs, ENV, reports)
     assert "| Few-shot | GCN-retriever | 63.00 ± 2.94 (n=3) | 72.51 | -9.51 |" in text
     assert "| bookcrossing | w/ | w/o | 63.00 ± 2.94 (n=3) |" in text
+    assert "| Few-shot | GCN-earlyexit | 63.00 ± 2.00 (n=2) | 73.28 | -10.28 |" in text
+    assert "| bookcrossing | w/ | w/ | 63.00 ± 2.00 (n=2) |" in text
     assert "LLM tuning model.tuning.seed + replicas [43, 44]" in text
 
 

@@ -60,6 +60,27 @@ def choose(valid_sweep: list[dict], full_auc: float, max_auc_loss: float) -> dic
         valid_sweep, key=lambda s: s["auc"] or 0)
 
 
+def with_rule(base: EarlyExitConfig, tau: float, window: int) -> EarlyExitConfig:
+    return base.model_copy(update={"tau": tau, "window": window,
+                                   "min_previous": min(base.required_previous, window)})
+
+
+def calibrate(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_layers: int,
+              base: EarlyExitConfig, taus: list[float] | None = None, windows: list[int] | None = None,
+              max_auc_loss: float | None = None) -> tuple[EarlyExitConfig, dict[str, Any]]:
+    """The rule chosen on valid rows (p, labels) over the (tau, m) grid (default
+    early_exit.calibration), and what was seen: full-depth AUC, the chosen point, the grid."""
+    cal = base.calibration
+    grid = [{"tau": t, "window": m, **replay(p, labels, exit_layers, num_layers, with_rule(base, t, m))}
+            for t in (cal.taus if taus is None else taus) for m in (cal.windows if windows is None else windows)]
+    full = auc(labels, p[:, -1].numpy())
+    if full is None:   # one class on valid: nothing to choose by, the configured rule stays
+        return base, {"auc_full": None, "best": {"tau": base.tau, "window": base.window, "auc": None,
+                                                 "flops_ratio": None}, "grid": grid}
+    best = choose(grid, full, cal.max_auc_loss if max_auc_loss is None else max_auc_loss)
+    return with_rule(base, best["tau"], best["window"]), {"auc_full": full, "best": best, "grid": grid}
+
+
 def time_engine(model, tokenizer, heads, rule, prompts: list[str], batch_size: int,
                 max_length: int | None, repeats: int) -> dict[str, Any]:
     """Median seconds of the engine with exits off vs with `rule`, interleaved."""
@@ -83,21 +104,25 @@ def time_engine(model, tokenizer, heads, rule, prompts: list[str], batch_size: i
             "engine_mean_exit_layer": float(outs["exit"].exit_layer.float().mean())}
 
 
-def _p_matrix(model, tokenizer, heads, prompts: list[str], batch_size: int, max_length: int | None
-              ) -> torch.Tensor:
+def p_matrix(model, tokenizer, heads, prompts: list[str], batch_size: int, max_length: int | None,
+             progress: str | None = None) -> torch.Tensor:
+    """(n, K) P(Yes) of every exit head for each prompt, in the prompts' order."""
+    from tqdm.auto import tqdm
+
     from optirag.early_exit.training import exit_probabilities
     from optirag.llm.scoring import encode_prompts
 
     chunks = []
-    for start in range(0, len(prompts), batch_size):
+    for start in tqdm(range(0, len(prompts), batch_size), desc=progress, disable=progress is None):
         ids, mask = encode_prompts(tokenizer, prompts[start: start + batch_size], max_length)
         chunks.append(exit_probabilities(model, heads, ids, mask).float().cpu())
     return torch.cat(chunks)
 
 
 def bench_dataset(spark, cfg, variant: str, max_rows: int, timing_rows: int, repeats: int,
-                  taus: list[float], windows: list[int], max_auc_loss: float,
-                  ks: list[int] = (), k_rows: int = 0) -> dict[str, Any]:
+                  taus: list[float] | None = None, windows: list[int] | None = None,
+                  max_auc_loss: float | None = None, ks: list[int] = (), k_rows: int = 0) -> dict[str, Any]:
+    """taus / windows / max_auc_loss: the calibration grid, default early_exit.calibration."""
     from optirag import registry
     from optirag.early_exit.heads import load_exit_heads
     from optirag.early_exit.job import early_exit_config, load_variant_scorer, prompt_rows
@@ -117,22 +142,16 @@ def bench_dataset(spark, cfg, variant: str, max_rows: int, timing_rows: int, rep
         if max_rows and len(rows) > max_rows:  # a fixed, seeded subset (sorted by sample_id)
             rows = rows.sample(n=max_rows, random_state=0).sort_values("sample_id")
         started = time.perf_counter()
-        p = _p_matrix(model, tokenizer, heads, rows["text"].tolist(), batch, None)
+        p = p_matrix(model, tokenizer, heads, rows["text"].tolist(), batch, None)
         data[split] = (p, rows["label"].to_numpy(), rows)
         out[f"{split}_rows"] = len(rows)
         out[f"{split}_forward_seconds"] = time.perf_counter() - started
         out[f"{split}_auc_per_exit_layer"] = {int(l): auc(rows["label"].to_numpy(), p[:, j].numpy())
                                               for j, l in enumerate(layers)}
-    grid = [(t, m) for t in taus for m in windows]
     pv, yv, _ = data["valid"]
-    valid_grid = []
-    for t, m in grid:
-        cfg_tm = ee.model_copy(update={"tau": t, "window": m, "min_previous": min(ee.required_previous, m)})
-        valid_grid.append({"tau": t, "window": m, **replay(pv, yv, layers, num_layers, cfg_tm)})
-    full_valid = auc(yv, pv[:, -1].numpy())
-    best = choose(valid_grid, full_valid, max_auc_loss)
-    best_cfg = ee.model_copy(update={"tau": best["tau"], "window": best["window"],
-                                     "min_previous": min(ee.required_previous, best["window"])})
+    best_cfg, seen = calibrate(pv, yv, layers, num_layers, ee, taus, windows, max_auc_loss)
+    best, valid_grid, full_valid = seen["best"], seen["grid"], seen["auc_full"]
+    taus, windows = sorted({g["tau"] for g in valid_grid}), sorted({g["window"] for g in valid_grid})
     pt, yt, test_rows = data["test"]
     test = replay(pt, yt, layers, num_layers, best_cfg)
     out.update({

@@ -30,6 +30,14 @@ class HeadTrainingConfig(_Section):
     progress: bool = True
 
 
+class CalibrationConfig(_Section):
+    """The (tau, m) grid an exit rule is chosen on, on the valid split: the cheapest setting
+    (lowest layer-FLOPs ratio) within max_auc_loss of the full-depth valid AUC."""
+    taus: list[float] = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
+    windows: list[int] = [1, 2, 3]
+    max_auc_loss: float = 0.003
+
+
 class EarlyExitConfig(_Section):
     """Where heads sit, what they predict, and when a sample may leave the network."""
     # Explicit exit layers (1-based decoder-layer outputs, each < num_layers); when None,
@@ -47,6 +55,7 @@ class EarlyExitConfig(_Section):
     min_previous: int | None = None
     confidence: float = 0.9
     training: HeadTrainingConfig = Field(default_factory=HeadTrainingConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
 
     @model_validator(mode="after")
     def _check(self) -> "EarlyExitConfig":

@@ -2,15 +2,18 @@
 subset) with another tuning seed (LoRA init, dropout, example order), for the spread of an
 LLM row's AUC over seeds (the report's mean ± std).
 
-A replica lives apart from the production line, under ``scorer_seeds/<variant>/seed=<n>``,
-so scoring, exit heads and promotion never pick it up; its evaluation run key is
-``<variant>/seed=<n>``. The config's own tuning seed is the production scorer itself.
+A replica lives apart from the production line, under ``scorer_seeds/<variant>/seed=<n>``
+(its exit heads under ``exit_heads_seeds/<variant>/seed=<n>``), so scoring, the production
+exit heads and promotion never pick it up; its evaluation run key is ``<variant>/seed=<n>``
+(``<variant>+ee/seed=<n>`` with early exit). The config's own tuning seed is the production
+scorer itself.
 """
 from __future__ import annotations
 
 from optirag.llm.config import ModelConfig
 
 SEP = "/seed="
+EXIT = "+ee"
 
 
 def replica_seed(mcfg: ModelConfig, seed: int | None) -> int | None:
@@ -28,8 +31,17 @@ def scorer_kind(variant: str, seed: int | None = None) -> str:
     return f"scorer/{variant}" if seed is None else f"scorer_seeds/{variant}/seed={seed}"
 
 
+def heads_kind(variant: str, seed: int | None = None) -> str:
+    return f"exit_heads/{variant}" if seed is None else f"exit_heads_seeds/{variant}/seed={seed}"
+
+
 def run_key(variant: str, seed: int | None = None) -> str:
     return variant if seed is None else f"{variant}{SEP}{seed}"
+
+
+def exit_run_key(variant: str, seed: int | None = None) -> str:
+    """The eval-file key of a variant's scorer with early exit (jobs.evaluate_early_exit)."""
+    return run_key(f"{variant}{EXIT}", seed)
 
 
 def runs_of(runs: dict[str, dict], variant: str) -> dict[str, dict]:

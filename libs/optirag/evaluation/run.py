@@ -53,14 +53,15 @@ def score_frame(model, tokenizer, mcfg: ModelConfig, prompts: pd.DataFrame,
     return out
 
 
-def _run(spark: SparkSession, cfg: Config, run_id: str, variant: str, model_version: str,
-         model, tokenizer, mcfg: ModelConfig, prompts: pd.DataFrame, ecfg: EvaluationConfig) -> dict:
-    started = time.time()
-    scores = score_frame(model, tokenizer, mcfg, prompts, progress=f"scoring {run_id}")
-    seconds = time.time() - started
+def save_run(spark: SparkSession, cfg: Config, ecfg: EvaluationConfig, run_id: str, variant: str,
+             model_version: str, prompts: pd.DataFrame, scores: np.ndarray, seconds: float,
+             exit_layers: np.ndarray | None = None) -> dict:
+    """Write a run's scores to eval_scores (replacing that run_id's rows) and return its
+    record: metrics per split, speed, and what the prompts were (length, neighbours)."""
     rows = prompts[["sample_id", "user_id", "item_id", "split", "label"]].assign(
         run_id=run_id, variant=variant, model_version=model_version, score=scores,
-        exit_layer=None, scored_at=dt.datetime.now(dt.timezone.utc))
+        exit_layer=None if exit_layers is None else exit_layers.astype("int32"),
+        scored_at=dt.datetime.now(dt.timezone.utc))
     frame = spark.createDataFrame(rows[EVAL_SCORES.schema.fieldNames()], EVAL_SCORES.schema)
     write_table(frame, EVAL_SCORES, cfg.dataset_lake(), replace_where=f"run_id = '{run_id}'")
     metrics = {s: ctr_metrics(prompts.loc[prompts["split"] == s, "label"],
@@ -72,6 +73,14 @@ def _run(spark: SparkSession, cfg: Config, run_id: str, variant: str, model_vers
             "prompts_per_second": round(len(prompts) / seconds, 2) if seconds else None,
             "mean_prompt_tokens": round(float(prompts["n_tokens"].mean()), 1),
             "retriever_version": next((v for v in prompts["retriever_version"] if isinstance(v, str)), None)}
+
+
+def _run(spark: SparkSession, cfg: Config, run_id: str, variant: str, model_version: str,
+         model, tokenizer, mcfg: ModelConfig, prompts: pd.DataFrame, ecfg: EvaluationConfig) -> dict:
+    started = time.time()
+    scores = score_frame(model, tokenizer, mcfg, prompts, progress=f"scoring {run_id}")
+    return save_run(spark, cfg, ecfg, run_id, variant, model_version, prompts, scores,
+                    time.time() - started)
 
 
 def evaluate(spark: SparkSession, cfg: Config, variants: Sequence[str] | None = None,

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from optirag.evaluation.replicas import report_seeds, run_key, same_prompts, scorer_kind
+from optirag.evaluation.replicas import (exit_run_key, heads_kind, report_seeds, run_key, same_prompts,
+                                        scorer_kind)
 from optirag.reporting.inputs import ReportInputs, input_paths, load_json, pick
 from optirag.reporting.numbers import early_exit
 from optirag.retrieval.config import RETRIEVERS
@@ -102,6 +103,54 @@ def in_lake(lake: str, dataset: str, variant: str, seed: int | None = None) -> b
             and bool(versions(_config(lake, dataset), scorer_kind(variant, seed))))
 
 
+def _meta(lake: str, dataset: str, kind: str) -> dict | None:
+    """The meta of a model kind's resolved version (promoted, else newest) in this lake."""
+    from optirag import registry
+
+    try:
+        return registry.read_meta(registry.resolve(_config(lake, dataset), kind))
+    except registry.ModelNotFoundError:
+        return None
+
+
+# What a seed replica must share with its production scorer to stand beside it
+REPLICA_MATCH = ("data_version", "retriever_version", "prompts_config")
+
+
+def replica_current(lake: str, dataset: str, variant: str, seed: int) -> bool:
+    """The replica scorer is in this lake and was tuned on what its production scorer was
+    (data, neighbours, prompt settings): at most its evaluation is missing."""
+    if _local_root(lake) is None:
+        return True
+    run, replica = _meta(lake, dataset, scorer_kind(variant)), _meta(lake, dataset, scorer_kind(variant, seed))
+    return (in_lake(lake, dataset, variant, seed) and bool(run and replica)
+            and all(run.get(k) == replica.get(k) for k in REPLICA_MATCH))
+
+
+def scorer_version(lake: str, dataset: str, variant: str, seed: int | None = None) -> str | None:
+    """The scorer version jobs would use here (None: none, or a lake the report cannot read)."""
+    return None if _local_root(lake) is None else (_meta(lake, dataset, scorer_kind(variant, seed)) or {}).get("model_version")
+
+
+def heads_current(lake: str, dataset: str, variant: str, seed: int | None = None) -> bool:
+    """The resolved exit heads belong to the scorer (or replica) they would run on."""
+    if _local_root(lake) is None:
+        return True
+    heads = _meta(lake, dataset, heads_kind(variant, seed))
+    return bool(heads) and heads.get("model_version") == scorer_version(lake, dataset, variant, seed)
+
+
+def exit_eval_todo(evaluated: dict | None, variants, ran_heads: list[str], current: dict[str, str | None],
+                   seed: int | None = None) -> list[str]:
+    """Variants whose early-exit run the eval file lacks, or made with other heads or
+    another scorer than `current` (variant -> scorer version; None: unknown, trusted)."""
+    def stale(v):
+        run = pick(evaluated, f"runs.{exit_run_key(v, seed)}")
+        return (pick(run, "metrics.test.auc") is None
+                or (current.get(v) is not None and run.get("model_version") != current[v]))
+    return [v for v in variants if v in ran_heads or stale(v)]
+
+
 def data_chain(reports: Path, lake: str, dataset: str, raw: dict[str, str]) -> list[list[str]] | None:
     """Ingest (empty lake) and the full-shot baselines; None when there is nothing to ingest."""
     common = ["--dataset", dataset, "--lake", lake]
@@ -140,6 +189,11 @@ def model_chain(reports: Path, lake: str, dataset: str, n_seeds: int = 1) -> lis
     if exits:
         chain.append(_job("bench_early_exit", "--lake", lake, "--datasets", dataset,
                           "--variants", ",".join(exits), "--out", str(reports / "bench")))
+    # the early-exit rows of Tables 2 and 4: on the eval rows, with the scorer the file has
+    ee = exit_eval_todo(evaluated, EXIT_VARIANTS, exits,
+                        {v: pick(evaluated, f"runs.{v}.model_version") for v in EXIT_VARIANTS})
+    if ee:
+        chain.append(_exit_eval(reports, common, ee))
     if not paths["retrieval"].is_file():
         chain.append(_job("evaluate_retriever", *common, "--out", str(reports / "eval")))
     if not paths["bench_retrieval"].is_file() and importlib.util.find_spec("jobs.bench_retrieval"):
@@ -148,20 +202,35 @@ def model_chain(reports: Path, lake: str, dataset: str, n_seeds: int = 1) -> lis
     return chain + replica_chain(reports, lake, dataset, n_seeds, evaluated, missing)
 
 
+def _exit_eval(reports: Path, common: list[str], variants: list[str], *seed: str) -> list[str]:
+    return _job("evaluate_early_exit", *common, "--variants", ",".join(variants), *seed,
+                "--set", f"evaluation.reports_dir={reports / 'eval'}")
+
+
 def replica_chain(reports: Path, lake: str, dataset: str, n_seeds: int, evaluated: dict | None,
                   redone: list[str]) -> list[list[str]]:
-    """train_scorer --seed + evaluate --seed for each replica the eval file lacks, whose
-    production run is redone above, or that scored other prompts than its production run."""
+    """Per replica seed: train_scorer --seed where the replica is missing or was tuned on
+    other data / neighbours / prompts than its production scorer (or that scorer is redone);
+    evaluate --seed where its eval run is missing, stale (other prompts) or retrained; then
+    the same for the exit heads of EXIT_VARIANTS and their early-exit runs."""
     common = ["--dataset", dataset, "--lake", lake]
     chain = []
     for seed in replica_seeds(lake, dataset, n_seeds) if n_seeds > 1 else []:
-        todo = [v for v in LLM_RUNS if v in redone or not in_lake(lake, dataset, v, seed)
-                or pick(evaluated, f"runs.{run_key(v, seed)}.metrics.test.auc") is None
-                or not same_prompts(pick(evaluated, f"runs.{v}"), pick(evaluated, f"runs.{run_key(v, seed)}"))]
-        chain += [_job("train_scorer", *common, "--variant", v, "--seed", str(seed)) for v in todo]
-        if todo:
-            chain.append(_job("evaluate", *common, "--variants", ",".join(todo), "--seed", str(seed),
+        flag = ["--seed", str(seed)]
+        train = [v for v in LLM_RUNS if v in redone or not replica_current(lake, dataset, v, seed)]
+        evals = [v for v in LLM_RUNS if v in train
+                 or pick(evaluated, f"runs.{run_key(v, seed)}.metrics.test.auc") is None
+                 or not same_prompts(pick(evaluated, f"runs.{v}"), pick(evaluated, f"runs.{run_key(v, seed)}"))]
+        heads = [v for v in EXIT_VARIANTS if v in train or not heads_current(lake, dataset, v, seed)]
+        ee = exit_eval_todo(evaluated, EXIT_VARIANTS, heads,
+                            {v: scorer_version(lake, dataset, v, seed) for v in EXIT_VARIANTS}, seed)
+        chain += [_job("train_scorer", *common, "--variant", v, *flag) for v in train]
+        if evals:
+            chain.append(_job("evaluate", *common, "--variants", ",".join(evals), *flag,
                               "--no-zero-shot", "--set", f"evaluation.reports_dir={reports / 'eval'}"))
+        chain += [_job("train_exit_heads", *common, "--variant", v, *flag) for v in heads]
+        if ee:
+            chain.append(_exit_eval(reports, common, ee, *flag))
     return chain
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optirag.evaluation.replicas import runs_of, same_prompts
+from optirag.evaluation.replicas import exit_run_key, runs_of, same_prompts
 from optirag.reporting.inputs import ReportInputs, for_dataset, pick
 
 
@@ -83,23 +83,29 @@ def early_exit(inputs: ReportInputs, dataset: str, variant: str = "gcn") -> dict
     return (ee.get("variants") or {}).get(variant)
 
 
+def early_exit_run(inputs: ReportInputs, dataset: str, variant: str = "gcn") -> dict | None:
+    """The variant's scorer with early exit on the eval rows (jobs.evaluate_early_exit)."""
+    return llm_run(inputs, dataset, exit_run_key(variant))
+
+
 def early_exit_auc(inputs: ReportInputs, dataset: str, variant: str = "gcn") -> Value | None:
-    auc = points(pick(early_exit(inputs, dataset, variant), "auc_exit"))
-    return None if auc is None else Value(auc)
+    """Test AUC with early exit, mean ± std over the production scorer and its seed replicas
+    (each with its own heads and its own rule chosen on valid), on the full-depth rows."""
+    return llm_auc(inputs, dataset, exit_run_key(variant))
 
 
-def early_exit_speed(inputs: ReportInputs, dataset: str, variant: str, base_run: str) -> tuple[float | None, str]:
-    """Samples/s with early exit: measured if the file has it, else the scorer's measured
-    rate times the benchmark's throughput_ratio (said so in the note)."""
-    ee = early_exit(inputs, dataset, variant)
-    direct = pick(ee, "samples_per_s", "samples_per_second", "throughput_exit")
-    if direct is not None:
-        return float(direct), ""
-    ratio, base = pick(ee, "throughput_ratio"), llm_speed(inputs, dataset, base_run)
-    if ratio is not None and base is not None:
-        return float(base) * float(ratio), (f"{dataset}, {variant} scorer: samples/s estimated as its eval "
-                                            f"rate x throughput_ratio {float(ratio):.2f}")
-    return None, ""
+def early_exit_speed(inputs: ReportInputs, dataset: str, variant: str) -> tuple[float | None, str]:
+    """Samples/s with early exit, estimated: the scorer's measured eval rate x the bench's
+    compaction efficiency (measured speed-up / ideal speed-up) / the run's test FLOPs ratio;
+    the note says so."""
+    ratio = pick(early_exit_run(inputs, dataset, variant), "early_exit.test.flops_ratio")
+    eff = pick(early_exit(inputs, dataset, variant), "compaction_efficiency")
+    base = llm_speed(inputs, dataset, variant)
+    if not ratio or eff is None or base is None:
+        return None, ""
+    return float(base) * float(eff) / float(ratio), (
+        f"{dataset}, {variant} scorer: samples/s estimated as its eval rate x the bench's compaction "
+        f"efficiency {float(eff):.2f} / the FLOPs ratio {float(ratio):.2f} of its early-exit run")
 
 
 # Table 3: the scorer tuned on prompts retrieved with each GCN embedding (jobs.evaluate runs)
