@@ -128,6 +128,8 @@ def bench_dataset(spark, cfg, variant: str, max_rows: int, timing_rows: int, rep
     from optirag.early_exit.job import early_exit_config, load_variant_scorer, prompt_rows
 
     ee = early_exit_config(cfg)
+    cal = ee.calibration
+    taus, windows = cal.taus if taus is None else taus, cal.windows if windows is None else windows
     model, tokenizer, answer, version = load_variant_scorer(cfg, variant)
     heads_dir = registry.resolve(cfg, f"exit_heads/{variant}")
     heads = load_exit_heads(heads_dir, model, answer, version)
@@ -151,7 +153,6 @@ def bench_dataset(spark, cfg, variant: str, max_rows: int, timing_rows: int, rep
     pv, yv, _ = data["valid"]
     best_cfg, seen = calibrate(pv, yv, layers, num_layers, ee, taus, windows, max_auc_loss)
     best, valid_grid, full_valid = seen["best"], seen["grid"], seen["auc_full"]
-    taus, windows = sorted({g["tau"] for g in valid_grid}), sorted({g["window"] for g in valid_grid})
     pt, yt, test_rows = data["test"]
     test = replay(pt, yt, layers, num_layers, best_cfg)
     out.update({

@@ -22,9 +22,11 @@ from optirag import registry
 from optirag.config import Config
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import data_version
-from optirag.evaluation.replicas import exit_run_key, heads_kind, replica_seed, scorer_kind
+from optirag.evaluation.replicas import exit_run_key, heads_kind, replica_seed, scorer_kind, tuning_seed
 from optirag.evaluation.run import eval_prompts, merge_report, save_run
 from optirag.llm.config import ModelConfig
+from optirag.llm.scoring import answer_tokens
+from optirag.llm.tuning import load_tuned
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,14 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
     `seed`); a variant without prompts, scorer or matching heads is skipped with the reason."""
     from optirag.early_exit.bench import auc, calibrate, p_matrix, replay
     from optirag.early_exit.heads import load_exit_heads
-    from optirag.early_exit.job import early_exit_config, load_variant_scorer
+    from optirag.early_exit.job import early_exit_config
     from optirag.early_exit.rules import build_rule, simulate_exits
 
     mcfg = ModelConfig.model_validate(cfg.model)
     seed = replica_seed(mcfg, seed)
     ecfg, ee = evaluation_config(cfg), early_exit_config(cfg)
+    if "valid" not in ecfg.splits:
+        raise ValueError("evaluation.splits needs 'valid': the exit rule is chosen on it")
     if ecfg.torch_threads:
         torch.set_num_threads(ecfg.torch_threads)
     runs, skipped = {}, {}
@@ -51,10 +55,10 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
             skipped[key] = f"no {'/'.join(ecfg.splits)} prompts for variant {v!r}: run jobs.build_prompts"
             continue
         try:
-            model, tokenizer, answer, version = load_variant_scorer(cfg, v, seed=seed)
+            model, tokenizer, meta = load_tuned(registry.resolve(cfg, scorer_kind(v, seed)), mcfg)
+            version = meta["model_version"]
             heads_dir = registry.resolve(cfg, heads_kind(v, seed))
-            heads = load_exit_heads(heads_dir, model, answer, version)
-            tuning = registry.read_meta(registry.resolve(cfg, scorer_kind(v, seed))).get("model_config") or {}
+            heads = load_exit_heads(heads_dir, model, answer_tokens(tokenizer, mcfg.answer), version)
         except (registry.ModelNotFoundError, ValueError) as e:   # ValueError: heads of another scorer
             skipped[key] = f"no exit heads for this scorer: {e} (run jobs.train_exit_heads)"
             continue
@@ -67,8 +71,6 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
         seconds = time.time() - started
         labels = prompts["label"].to_numpy()
         split = {s: (prompts["split"] == s).to_numpy(copy=True) for s in ecfg.splits}   # writable: torch indexes with it
-        if "valid" not in split:
-            raise ValueError("evaluation.splits needs 'valid': the exit rule is chosen on it")
         layers = heads.exit_layers
         rule, seen = calibrate(p[split["valid"]], labels[split["valid"]], layers, heads.num_layers, ee)
         at = simulate_exits(p, build_rule(rule))
@@ -78,7 +80,7 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
         per_split = {s: {**replay(p[m], labels[m], layers, heads.num_layers, rule),
                          "auc_full_depth": auc(labels[m], p[m, -1].numpy())}
                      for s, m in split.items()}
-        runs[key] = {**run, "tuned": True, "tuning_seed": (tuning.get("tuning") or {}).get("seed"),
+        runs[key] = {**run, "tuned": True, "tuning_seed": tuning_seed(meta),
                      "heads_version": heads_dir.name,
                      "early_exit": {"tau": rule.tau, "window": rule.window, "rule": rule.rule,
                                     "n_layers": heads.num_layers, "exit_layers": layers,

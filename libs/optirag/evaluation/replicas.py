@@ -27,6 +27,11 @@ def with_seed(mcfg: ModelConfig, seed: int | None) -> ModelConfig:
     return mcfg.model_copy(update={"tuning": mcfg.tuning.model_copy(update={"seed": seed})})
 
 
+def tuning_seed(meta: dict) -> int | None:
+    """The tuning seed a saved scorer was tuned with, from its meta.json."""
+    return ((meta.get("model_config") or {}).get("tuning") or {}).get("seed")
+
+
 def scorer_kind(variant: str, seed: int | None = None) -> str:
     return f"scorer/{variant}" if seed is None else f"scorer_seeds/{variant}/seed={seed}"
 

@@ -24,7 +24,7 @@ from optirag.config import Config, ConfigError
 from optirag.evaluation.config import EvaluationConfig, evaluation_config
 from optirag.evaluation.data import data_version, read_prompts, seeded_subset
 from optirag.evaluation.metrics import ctr_metrics, write_report
-from optirag.evaluation.replicas import replica_seed, run_key, scorer_kind
+from optirag.evaluation.replicas import replica_seed, run_key, scorer_kind, tuning_seed
 from optirag.llm.config import ModelConfig
 from optirag.llm.loading import load_model
 from optirag.llm.scoring import answer_tokens, score_prompts
@@ -115,8 +115,7 @@ def evaluate(spark: SparkSession, cfg: Config, variants: Sequence[str] | None = 
         model, tokenizer, meta = load_tuned(folder, mcfg)
         run = _run(spark, cfg, f"{key}/{meta['model_version']}", v, meta["model_version"], model,
                    tokenizer, mcfg, prompts[v], ecfg)
-        seed_used = (meta.get("model_config") or {}).get("tuning", {}).get("seed")
-        runs[key] = {**run, "tuned": True, "tuning_seed": seed_used,
+        runs[key] = {**run, "tuned": True, "tuning_seed": tuning_seed(meta),
                      "train_examples": meta.get("train_examples"),
                      "train_seconds": meta.get("train_seconds"), "data_version": meta.get("data_version")}
         del model

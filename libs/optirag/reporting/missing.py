@@ -142,8 +142,9 @@ def heads_current(lake: str, dataset: str, variant: str, seed: int | None = None
 
 def exit_eval_todo(evaluated: dict | None, variants, ran_heads: list[str], current: dict[str, str | None],
                    seed: int | None = None) -> list[str]:
-    """Variants whose early-exit run the eval file lacks, or made with other heads or
-    another scorer than `current` (variant -> scorer version; None: unknown, trusted)."""
+    """Variants whose heads were just (re)trained (`ran_heads`), or whose early-exit run the
+    eval file lacks or made with another scorer than `current` (variant -> scorer version;
+    None: unknown, trusted)."""
     def stale(v):
         run = pick(evaluated, f"runs.{exit_run_key(v, seed)}")
         return (pick(run, "metrics.test.auc") is None
