@@ -21,6 +21,7 @@ class Table:
     schema: T.StructType
     description: str
     partition_by: tuple[str, ...] = field(default=())
+    key: tuple[str, ...] = field(default=())  # the columns that identify a row
 
     def path(self, dataset_lake: str) -> str:
         return f"{dataset_lake.rstrip('/')}/{self.name}"
@@ -31,6 +32,7 @@ def _f(name: str, dtype: T.DataType, nullable: bool = True) -> T.StructField:
 
 
 S, L, I, D, B = T.StringType(), T.LongType(), T.IntegerType(), T.DoubleType(), T.BooleanType()
+BIN = T.BinaryType()
 
 HISTORY_ENTRY = T.StructType([
     _f("item_id", S), _f("rating", D), _f("label", I), _f("timestamp", L),
@@ -39,47 +41,55 @@ HISTORY_ENTRY = T.StructType([
 ITEMS = Table("items", T.StructType([
     _f("item_id", S, False), _f("title", S, False), _f("author", S), _f("year", I),
     _f("publisher", S), _f("genres", T.ArrayType(S)), _f("has_metadata", B, False),
-]), "one row per item; items rated but absent from the metadata file get a placeholder title")
+]), "one row per item; items rated but absent from the metadata file get a placeholder title",
+    key=("item_id",))
 
 INTERACTIONS = Table("interactions", T.StructType([
     _f("user_id", S, False), _f("item_id", S, False), _f("rating", D, False),
     _f("timestamp", L), _f("label", I, False),
-]), "accepted ratings, one per (user, item); label = rating >= positive_threshold")
+]), "accepted ratings, one per (user, item); label = rating >= positive_threshold",
+    key=("user_id", "item_id"))
 
 SAMPLES = Table("samples", T.StructType([
     _f("sample_id", S, False), _f("user_id", S, False), _f("item_id", S, False),
     _f("label", I, False), _f("rating", D, False), _f("timestamp", L),
     _f("history", T.ArrayType(HISTORY_ENTRY), False), _f("split", S, False),
-]), "CTR samples: a target item with up to history_max earlier/other items of the user", ("split",))
+]), "CTR samples: a target item with up to history_max earlier/other items of the user", ("split",),
+    key=("sample_id",))
 
 EDGES = Table("edges", T.StructType([
     _f("user_idx", I, False), _f("item_idx", I, False), _f("rating", D, False),
     _f("label", I, False), _f("timestamp", L),
-]), "the bipartite user-item graph the retriever trains on; never holds a valid/test target")
+]), "the bipartite user-item graph the retriever trains on; never holds a valid/test target",
+    key=("user_idx", "item_idx"))
 
 USER_INDEX = Table("user_index", T.StructType([
     _f("user_id", S, False), _f("user_idx", I, False), _f("n_edges", L, False),
-]), "user_id <-> contiguous user_idx of the graph; n_edges = 0 marks a cold user")
+]), "user_id <-> contiguous user_idx of the graph; n_edges = 0 marks a cold user", key=("user_id",))
 
 ITEM_INDEX = Table("item_index", T.StructType([
     _f("item_id", S, False), _f("item_idx", I, False), _f("n_edges", L, False),
-]), "item_id <-> contiguous item_idx of the graph")
+]), "item_id <-> contiguous item_idx of the graph", key=("item_id",))
 
+# raw_bytes keeps the line exactly as read (without its line break); raw_text is the same
+# line as valid UTF-8 (invalid bytes become U+FFFD), so every Delta client can read it.
 QUARANTINE = Table("quarantine", T.StructType([
-    _f("source_file", S, False), _f("line_number", L, False), _f("raw_text", S),
-    _f("reason", S, False),
-]), "every raw record that was not accepted, with why")
+    _f("source_file", S, False), _f("line_number", L, False), _f("raw_bytes", BIN),
+    _f("raw_text", S), _f("reason", S, False),
+]), "every raw record that was not accepted, with why", key=("source_file", "line_number"))
 
 MANIFEST = Table("manifest", T.StructType([
     _f("source_file", S, False), _f("role", S, False), _f("raw_records", L, False),
     _f("accepted", L, False), _f("quarantined", L, False), _f("sha256", S, False),
     _f("data_version", S, False), _f("ingested_at", T.TimestampType(), False),
-]), "row accounting per raw file (raw_records = accepted + quarantined) and the data version")
+]), "row accounting per raw file (raw_records = accepted + quarantined) and the data version",
+    key=("source_file",))
 
 NEIGHBOURS = Table("neighbours", T.StructType([
     _f("retriever", S, False), _f("model_version", S, False), _f("user_id", S, False),
     _f("neighbour_user_id", S), _f("rank", I), _f("similarity", D), _f("is_cold", B, False),
-]), "top-k similar users per sample user; a cold user has one row with no neighbour", ("retriever",))
+]), "top-k similar users per sample user; a cold user has one row with no neighbour", ("retriever",),
+    key=("retriever", "user_id", "rank"))
 
 PROMPTS = Table("prompts", T.StructType([
     _f("variant", S, False), _f("sample_id", S, False), _f("user_id", S, False),
@@ -87,7 +97,7 @@ PROMPTS = Table("prompts", T.StructType([
     _f("retriever_version", S), _f("n_neighbours", I, False), _f("n_history", I, False),
     _f("text", S, False), _f("n_tokens", I, False),
 ]), "one scorer prompt per (variant, sample); variant = none | llm | gcn (which neighbours fed it)",
-    ("variant",))
+    ("variant",), key=("variant", "sample_id"))
 
 EVAL_SCORES = Table("eval_scores", T.StructType([
     _f("run_id", S, False), _f("variant", S, False), _f("model_version", S, False),
@@ -95,29 +105,32 @@ EVAL_SCORES = Table("eval_scores", T.StructType([
     _f("split", S, False), _f("label", I, False), _f("score", D, False), _f("exit_layer", I),
     _f("scored_at", T.TimestampType(), False),
 ]), "scores of the valid/test samples per evaluated model (run_id = variant/model/exit setting)",
-    ("run_id",))
+    ("run_id",), key=("run_id", "sample_id"))
 
 CANDIDATES = Table("candidates", T.StructType([
     _f("score_date", S, False), _f("user_id", S, False), _f("item_id", S, False),
     _f("source", S, False), _f("sample_id", S), _f("label", I),
 ]), "items to score per user and date; source = neighbour | popular | eval (a valid/test sample)",
-    ("score_date",))
+    ("score_date",), key=("score_date", "user_id", "item_id"))
 
 SCORES = Table("scores", T.StructType([
     _f("score_date", S, False), _f("user_id", S, False), _f("item_id", S, False),
     _f("score", D, False), _f("exit_layer", I, False), _f("model_version", S, False),
     _f("retriever_version", S), _f("source", S, False), _f("sample_id", S), _f("label", I),
     _f("scored_at", T.TimestampType(), False),
-]), "nightly CTR scores; one partition per score_date, replaced whole by a re-run", ("score_date",))
+]), "nightly CTR scores; one partition per score_date, replaced whole by a re-run", ("score_date",),
+    key=("score_date", "user_id", "item_id"))
 
 SCORE_REJECTS = Table("score_rejects", T.StructType([
     _f("score_date", S, False), _f("user_id", S), _f("item_id", S), _f("reason", S, False),
-]), "candidate rows that could not be scored (unknown user or item), per date", ("score_date",))
+]), "candidate rows that could not be scored (unknown user or item), per date", ("score_date",),
+    key=("score_date", "user_id", "item_id"))
 
 PUBLISHED = Table("published", T.StructType([
     _f("score_date", S, False), _f("model_version", S, False), _f("rows", L, False),
     _f("published_at", T.TimestampType(), False),
-]), "score dates that passed the score-quality gate; analysts read the scores of these dates")
+]), "score dates that passed the score-quality gate; analysts read the scores of these dates",
+    key=("score_date",))
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     ITEMS, INTERACTIONS, SAMPLES, EDGES, USER_INDEX, ITEM_INDEX, QUARANTINE, MANIFEST, NEIGHBOURS,
@@ -159,6 +172,7 @@ def read_table(spark: SparkSession, table: Table | str, dataset_lake: str) -> Da
 _ARROW = {
     T.StringType: pa.string(), T.LongType: pa.int64(), T.IntegerType: pa.int32(),
     T.DoubleType: pa.float64(), T.BooleanType: pa.bool_(), T.TimestampType: pa.timestamp("us", tz="UTC"),
+    T.BinaryType: pa.binary(),
 }
 
 

@@ -146,9 +146,51 @@ def test_recbole_wrong_field_count_and_duplicates(spark, tmp_path):
     assert history["14"] == ["10", "11", "13"]
 
 
+def test_metadata_column_empty_for_most_items_is_a_warning_in_the_report(spark, tmp_path):
+    inter = b"user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t10\t4\t100\n1\t11\t5\t101\n"
+    item = (b"item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+            b"10\tToy Story\t1995\t\n11\tHeat\t1995\tCrime\n12\tAlien\t1979\t \n")
+    _, s = _ingest(spark, tmp_path, "movielens100k", {"x.inter": inter, "x.item": item})
+    assert s["metadata_empty_share"] == {"title": 0.0, "year": 0.0, "genres": 0.6667}
+    assert s["warnings"] == ["items.genres is empty for 67% of the 3 items of the metadata file "
+                             "(quality.metadata_max_empty_share: 50%)"]
+
+
+def test_bad_dataset_yaml_field_exits_2_with_one_line():
+    proc = subprocess.run([sys.executable, "-m", "jobs.ingest", "--dataset", "movielens100k", "--raw", "/x",
+                           "--lake", "/y", "--set", "dataset.positive_threshold=9"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "ingest: error: invalid config: dataset: Value error, positive_threshold 9 leaves a class empty: "
+        "it must be in (1, 5]"]
+
+
 def test_unknown_dataset_exits_non_zero_with_one_line():
     proc = subprocess.run([sys.executable, "-m", "jobs.ingest", "--dataset", "nope", "--raw", "/x", "--lake", "/y"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "ingest: error: unknown dataset 'nope'; known: amazon, bookcrossing, movielens100k"]
+
+
+def test_quarantine_keeps_raw_bytes_and_reads_with_deltalake(small_lake):
+    """A copy of the shared BX_Books.csv with a line that is not UTF-8: `quarantine` opens
+    with delta-rs (no 'Invalid UTF8 sequence'), and every quarantined row's raw_bytes are
+    exactly that line of its raw file."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from deltalake import DeltaTable
+
+    rows = DeltaTable(f"{small_lake}/bookcrossing/quarantine").to_pyarrow_table()
+    rows.validate(full=True)
+    lines: dict[str, list[bytes]] = {}
+    for r in rows.to_pylist():
+        path = urlparse(r["source_file"]).path
+        lines.setdefault(path, Path(path).read_bytes().splitlines())
+        assert r["raw_bytes"] == lines[path][r["line_number"] - 1], r
+        assert r["raw_text"] == r["raw_bytes"].decode("utf-8", errors="replace"), r
+    bad = [(Path(r["source_file"]).name, r["line_number"], r["raw_bytes"], r["raw_text"])
+           for r in rows.to_pylist() if r["reason"] == "invalid_utf8"]
+    assert bad == [("BX_Books.csv", 101, b"0000000001,Caf\xe9 \xff\xfe,Ana,1999,Pub",
+                    "0000000001,Caf\ufffd \ufffd\ufffd,Ana,1999,Pub")]

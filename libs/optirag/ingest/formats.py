@@ -90,14 +90,14 @@ def read_recbole(spark: SparkSession, raw_dir: str, ds: DatasetConfig) -> RawDat
     out = RawDataset()
     for path in _files(spark, raw_dir, ds, "inter"):
         wanted = {"user_id": "user_id", "item_id": "item_id", "rating": "rating", "timestamp": "timestamp"}
-        parsed, n = read_delimited(spark, path, "\t", wanted, quoted=False)
+        parsed, n = read_delimited(spark, path, ds.delimiter, wanted, quoted=False)
         ts, ts_checks = _timestamp_checks("timestamp")
         parsed = _check(parsed, id_checks("user_id", "item_id")
                         + rating_checks("rating", ds.rating_min, ds.rating_max) + ts_checks)
         out.interactions.append(split_outcome("inter", path, n, _interactions(parsed, ts)))
     for path in _files(spark, raw_dir, ds, "item"):
         wanted = {"item_id": "item_id", "movie_title": "title", "release_year": "year", "class": "genres"}
-        parsed, n = read_delimited(spark, path, "\t", wanted, quoted=False)
+        parsed, n = read_delimited(spark, path, ds.delimiter, wanted, quoted=False)
         parsed = _check(parsed, id_checks("item_id"))
         items = parsed.select(
             *LINE_COLS, F.trim("item_id").alias("item_id"), F.trim("title").alias("title"),
@@ -152,6 +152,11 @@ def read_amazon(spark: SparkSession, raw_dir: str, ds: DatasetConfig) -> RawData
         out.items.append(split_outcome("meta", path, n, items))
     return out
 
+
+# The item columns each format's metadata file fills (the others stay null by design).
+METADATA_COLUMNS = {"bookcrossing": ("title", "author", "year", "publisher"),
+                    "recbole": ("title", "year", "genres"),
+                    "amazon": ("title", "year", "publisher", "genres")}
 
 READERS: dict[str, Callable[[SparkSession, str, DatasetConfig], RawDataset]] = {
     "bookcrossing": read_bookcrossing,

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from optirag.config import Config
 from optirag.ingest import protocol
-from optirag.ingest.formats import RawDataset, read_raw
+from optirag.ingest.formats import METADATA_COLUMNS, RawDataset, read_raw
 from optirag.ingest.raw import file_digest
 from optirag.tables import (
     EDGES, INTERACTIONS, ITEM_INDEX, ITEMS, MANIFEST, QUARANTINE, SAMPLES, USER_INDEX, write_table,
@@ -95,11 +95,33 @@ def run_ingest(spark: SparkSession, cfg: Config, raw_dir: str) -> dict:
     write_table(manifest, MANIFEST, lake)
 
     summary = _summary(cfg, manifest_rows, quarantine, interactions, items, samples, user_index, version)
+    summary["metadata_empty_share"], summary["warnings"] = metadata_gaps(
+        meta, METADATA_COLUMNS[ds.format], cfg.quality.metadata_max_empty_share)
+    for warning in summary["warnings"]:
+        log.warning("[ingest %s] %s", ds.name, warning)
     summary["wall_seconds"] = round(time.time() - started, 1)
     step(f"done: {json.dumps(summary)}")
     for df in (interactions, quarantine, items, samples):
         df.unpersist()
     return summary
+
+
+def metadata_gaps(meta: DataFrame | None, columns: tuple[str, ...], max_share: float) -> tuple[dict, list[str]]:
+    """Share of the metadata file's items with each column empty, and a warning per column
+    emptier than `max_share` (a reader fed the wrong column, or a file without it)."""
+    if meta is None:
+        return {}, []
+    empty = {c: (F.size(c) < 1) if c == "genres" else F.trim(F.col(c).cast("string")) == "" for c in columns}
+    row = meta.agg(F.count(F.lit(1)).alias("_n"), *[
+        F.sum((F.col(c).isNull() | F.coalesce(e, F.lit(False))).cast("int")).alias(c) for c, e in empty.items()
+    ]).first()
+    if not row["_n"]:
+        return {}, []
+    shares = {c: round(row[c] / row["_n"], 4) for c in columns}
+    warnings = [f"items.{c} is empty for {share:.0%} of the {row['_n']} items of the metadata file "
+                f"(quality.metadata_max_empty_share: {max_share:.0%})"
+                for c, share in shares.items() if share > max_share]
+    return shares, warnings
 
 
 def _counts(df: DataFrame, col: str) -> dict:

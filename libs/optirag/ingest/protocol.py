@@ -29,6 +29,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from optirag.config import DatasetConfig, IngestConfig
+from optirag.ingest.raw import quarantine_rows
 from optirag.tables import HISTORY_ENTRY
 
 SPLITS = ("train", "valid", "test")
@@ -38,8 +39,7 @@ def keep_first(df: DataFrame, keys: list[str], order: list[Column], reason: str)
     """Rows ranked first per key by `order`, and the rest as quarantine rows with `reason`."""
     ranked = df.withColumn("_rank", F.row_number().over(Window.partitionBy(*keys).orderBy(*order)))
     kept = ranked.where("_rank = 1").drop("_rank")
-    dropped = ranked.where("_rank > 1").select(
-        "source_file", "line_number", F.col("value").alias("raw_text"), F.lit(reason).alias("reason"))
+    dropped = quarantine_rows(ranked.where("_rank > 1"), F.lit(reason))
     return kept, dropped
 
 

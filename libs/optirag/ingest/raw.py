@@ -121,15 +121,24 @@ def rating_checks(col: str, rating_min: float, rating_max: float) -> list[tuple[
     ]
 
 
+def quarantine_rows(lines: DataFrame, reason: Column) -> DataFrame:
+    """QUARANTINE rows of raw lines (source_file, line_number, value) with `reason`.
+
+    Spark's text reader keeps a line's bytes as they are, valid UTF-8 or not; written
+    into a string column, invalid bytes make the table unreadable for Arrow-based
+    clients. So the bytes go to a binary column, and the text is the repaired copy."""
+    return lines.select(
+        "source_file", "line_number", F.col("value").cast("binary").alias("raw_bytes"),
+        F.expr("make_valid_utf8(value)").alias("raw_text"), reason.alias("reason"),
+    ).select(*QUARANTINE.schema.names)
+
+
 def split_outcome(role: str, path: str, raw_records: int, checked: DataFrame) -> Parsed:
     """Split rows carrying a `_reason` column into accepted rows and quarantine rows."""
     checked = checked.cache()
-    rejected = checked.where(F.col("_reason").isNotNull()).select(
-        "source_file", "line_number", F.col("value").alias("raw_text"),
-        F.col("_reason").alias("reason"),
-    )
+    rejected = quarantine_rows(checked.where(F.col("_reason").isNotNull()), F.col("_reason"))
     accepted = checked.where(F.col("_reason").isNull()).drop("_reason")
-    return Parsed(role, path, raw_records, accepted, rejected.select(*QUARANTINE.schema.names))
+    return Parsed(role, path, raw_records, accepted, rejected)
 
 
 def csv_field_count(value: Column, delimiter: str) -> Column:
