@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shlex
+import sys
 from pathlib import Path
 
 import yaml
@@ -73,16 +73,15 @@ def resolve_settings(params: dict | None = None, ds: str | None = None) -> dict:
 
 
 def job_command(job: str, settings: dict, args: list[str]) -> str:
-    launchers = CONF["launchers"].get(settings["env"]) or CONF["launchers"]["local"]
-    template = launchers.get(CONF["engines"].get(job, "default")) or launchers["default"]
-    prefix = template.format(python=shlex.quote(job_python()), module=f"jobs.{job}",
-                             script=shlex.quote(str(REPO / "jobs" / f"{job}.py")), repo=shlex.quote(str(REPO)))
-    common = ["--dataset", settings["dataset"], "--lake", settings["lake"], "--env", settings["env"],
-              "--model", settings["model"]]
-    for item in settings["overrides"]:
-        common += ["--set", item]
+    """The task's shell command: the launcher of this run's env for the job's engine
+    (optirag.orchestration.launch, standard library + PyYAML; imported here, at task run
+    time, never at parse time)."""
+    if str(REPO / "libs") not in sys.path:
+        sys.path.insert(0, str(REPO / "libs"))
+    from optirag.orchestration.launch import job_command as command
+
     args = [a.format_map(settings) for a in args]  # "{raw_dir}", "{variant}": this run's settings
-    return f"cd {shlex.quote(str(REPO))} && {prefix} " + " ".join(shlex.quote(str(a)) for a in common + args)
+    return command(CONF, job, settings, args, REPO, job_python())
 
 
 def job_task(job: str, task_id: str | None = None, **task_kwargs):

@@ -33,7 +33,7 @@ def main() -> int:
     spark = get_spark(cfg)
     echo = lambda msg: print(f"[train_retriever {args.retriever}] {msg}", flush=True)  # noqa: E731
     if args.retriever in GCN_PRESETS:
-        from optirag.retrieval.ray_search import init_ray
+        from optirag.ray_session import init_ray
 
         summary = job.train_gcn(spark, cfg, init_ray(cfg.ray), echo,
                                 layers_from="gcn" if args.retriever != "gcn" else None)

@@ -2,12 +2,12 @@
 actors, tiny real-architecture model, trained-from-model exit heads), Delta partitions."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -45,16 +45,25 @@ def scoring_lake(spark, small_lake):
     return small_lake
 
 
-def _run(lake, day, *extra, check=True, **popen):
+def _run(lake, day, *extra, faults: str | None = None):
+    """jobs.score in a child process; `faults` arms optirag.faults points (OPTIRAG_FAULTS)
+    and then the run must end at the fault: its result is returned, not checked."""
     cmd = [sys.executable, "-m", "jobs.score", "--dataset", "bookcrossing", "--lake", lake,
            "--model", "tiny", "--date", day] + [a for o in OVERRIDES + list(extra) for a in ("--set", o)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    if popen:
-        return subprocess.Popen(cmd, cwd=REPO, env=env, **popen)
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIRAG_FAULTS")}
+    env.update(PYTHONPATH=str(REPO), **({"OPTIRAG_FAULTS": faults} if faults else {}))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=900)
+    finally:
+        # A job killed at a fault point leaves its local Ray processes (same session) behind.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if faults is None:
+        assert result.returncode == 0, out[-3000:] + err[-3000:]
+    return result
 
 
 def _scores(spark, lake, day):
@@ -80,7 +89,8 @@ def test_candidates_exclude_seen_items_and_carry_the_eval_samples(spark, scoring
 def test_scoring_writes_every_candidate_once_a_killed_rerun_commits_nothing_and_a_rerun_replaces_only_its_date(
         spark, scoring_lake, tmp_path):
     """One lake, four job runs (CI time): score day 1; score day 2 without prefix sharing;
-    kill a day-1 re-run mid-way (nothing committed); re-run day 1 to completion."""
+    kill a day-1 re-run mid-way at a fault point (nothing committed); re-run day 1 to
+    completion."""
     from deltalake import DeltaTable
 
     out = _run(scoring_lake, DAY1)
@@ -101,22 +111,14 @@ def test_scoring_writes_every_candidate_once_a_killed_rerun_commits_nothing_and_
     day2 = {(r.user_id, r.item_id): r.score for r in _scores(spark, scoring_lake, DAY2).collect()}
     assert max(abs(day2[(u, i)] - s) for u, i, s in first if (u, i) in day2) < 1e-4
 
+    # A re-run of day 1 SIGKILLed at the fault point right after its first rows were staged
+    # (optirag.faults: deterministic, however fast the job stages and commits).
     before = DeltaTable(SCORES.path(dl)).version()
-    log = open(tmp_path / "score.log", "w")
-    proc = _run(scoring_lake, DAY1, "scoring.block_rows=4", "scoring.batch_size=4", stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
     staging = Path(dl, "_staging", "scores", DAY1)
-    deadline = time.time() + 600
-    while time.time() < deadline and not staging.is_dir():  # context built, Ray starting
-        assert proc.poll() is None, (tmp_path / "score.log").read_text()[-3000:]
-        time.sleep(0.2)
-    while time.time() < deadline and not list(staging.glob("*.parquet")):  # rows staged
-        assert proc.poll() is None, (tmp_path / "score.log").read_text()[-3000:]
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed mid-way"
-    os.killpg(proc.pid, signal.SIGKILL)  # the job and its Ray workers, mid-way
-    proc.wait()
-    assert DeltaTable(SCORES.path(dl)).version() == before  # nothing committed
+    killed = _run(scoring_lake, DAY1, faults="scoring.after_staged_rows=kill:1")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    assert list(staging.glob("*.parquet"))  # it died mid-way: rows staged ...
+    assert DeltaTable(SCORES.path(dl)).version() == before  # ... and nothing committed
 
     _run(scoring_lake, DAY1)  # the re-run completes: same rows, not appended; day 2 untouched
     again = sorted((r.user_id, r.item_id, r.score) for r in _scores(spark, scoring_lake, DAY1).collect())
@@ -141,6 +143,12 @@ def test_bad_candidate_rows_are_recorded_not_fatal(spark, scoring_lake):
                                     F.lit(None).cast("int").alias("label")))
             .withColumn("score_date", F.lit(day)))
     write_table(rows, CANDIDATES, dl, replace_where=f"score_date = '{day}'")
+    # A run that fails just before its Delta commit (every row staged) says so and commits
+    # nothing; the next run clears its staged rows and commits.
+    failed = _run(scoring_lake, day, faults="scoring.before_commit=raise")
+    assert failed.returncode != 0 and "FaultInjected: fault point scoring.before_commit" in failed.stderr
+    assert list(Path(dl, "_staging", "scores", day).glob("*.parquet"))
+    assert _scores(spark, scoring_lake, day).count() == 0
     out = _run(scoring_lake, day)
     assert '"rejected": 2' in out.stdout
     assert _scores(spark, scoring_lake, day).count() == 5

@@ -12,8 +12,8 @@ order, so the Ray path returns exactly the local result (tested). Progress ("blo
 done / total") goes to a callback and to this module's logger.
 
 Training. :func:`train_on_ray` runs :func:`optirag.retrieval.lightgcn.train_lightgcn`
-inside one Ray task that reserves ``train_num_cpus`` (capped at the cluster's CPUs so
-it cannot wait forever) with as many torch threads, and returns the per-layer
+inside one Ray task that reserves ``train_num_cpus`` (capped at the largest node's CPUs
+so it cannot wait forever) with as many torch threads, and returns the per-layer
 embeddings. Per-epoch loss lines are printed by the task and Ray streams them to the
 driver's log (``(_train_task pid=...) lightgcn epoch 3/30 loss ...``).
 
@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from optirag.ray_session import largest_node_cpus
 from optirag.retrieval.config import RetrieverConfig
 from optirag.retrieval.lightgcn import LightGCNResult, torch_threads, train_lightgcn
 from optirag.retrieval.topk import Candidates, assemble, prepare_candidates, query_blocks, search_block
@@ -45,28 +46,6 @@ from optirag.retrieval.topk import Candidates, assemble, prepare_candidates, que
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (blocks done, blocks total)
-
-
-def init_ray(ray_cfg: Any = None, num_cpus: int | None = None) -> Any:
-    """``ray.init`` from the ``ray:`` config section unless Ray is already up; returns ray.
-
-    address None -> a local instance (num_cpus from config, or the machine's); "auto" ->
-    join the running cluster (num_cpus is then the cluster's business).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return ray
-    address = getattr(ray_cfg, "address", None)
-    kwargs: dict[str, Any] = {"include_dashboard": bool(getattr(ray_cfg, "include_dashboard", False))}
-    if address is None:
-        n = num_cpus if num_cpus is not None else getattr(ray_cfg, "num_cpus", None)
-        if n is not None:
-            kwargs["num_cpus"] = n
-    else:
-        kwargs["address"] = address
-    ray.init(**kwargs)
-    return ray
 
 
 def _threads_for(num_cpus: float, cfg_threads: int | None) -> int:
@@ -143,8 +122,7 @@ def train_on_ray(
     cfg: RetrieverConfig,
 ) -> LightGCNResult:
     """Train LightGCN inside one Ray task reserving ``train_num_cpus``; see module doc."""
-    cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    num_cpus = min(cfg.train_num_cpus, cluster_cpus)
+    num_cpus = min(cfg.train_num_cpus, largest_node_cpus(ray))
     threads = _threads_for(num_cpus, cfg.torch_threads)
     task = ray.remote(num_cpus=num_cpus)(_train_task_body)
     # the edge arrays travel through the object store (zero-copy for numpy)

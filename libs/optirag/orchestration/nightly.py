@@ -1,0 +1,64 @@
+"""The nightly chain without Airflow, every step through the launchers of the run's env.
+
+    ingest -> check (ingest gate) -> train_retriever -> [build_prompts -> train_scorer ->
+    train_exit_heads, only while the model store lacks them] -> build_candidates -> score
+    -> check (scores gate) -> publish
+
+Each step is the shell command the optirag_nightly DAG's task runs
+(optirag.orchestration.launch), so ``--env demo`` runs the demo-size chain locally and
+``--env demo+localcluster`` the same chain as spark-submit / Ray job submissions to the local
+clusters: the two wall times compare the platforms, not two code paths. Stops at the first
+failing step; returns each step's seconds.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from optirag import registry
+from optirag.config import Config
+from optirag.orchestration.launch import job_command
+
+HEAD = (("ingest", "ingest", ("--raw", "{raw}")), ("check_ingest", "check", ("--suite", "ingest")),
+        ("retriever", "train_retriever", ()))
+TRAIN = (("prompts", "build_prompts", ("--variant", "{variant}")),
+         ("train_scorer", "train_scorer", ("--variant", "{variant}")),
+         ("train_exit_heads", "train_exit_heads", ("--variant", "{variant}")))
+TAIL = (("candidates", "build_candidates", ("--date", "{date}")), ("score", "score", ("--date", "{date}")),
+        ("check_scores", "check", ("--suite", "scores", "--date", "{date}")),
+        ("publish", "publish", ("--date", "{date}")))
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def run_nightly(cfg: Config, settings: dict, raw: str, date: str, variant: str, repo: Path) -> dict:
+    """settings: dataset, lake (absolute), env, model, overrides: the jobs' common arguments."""
+    values = {"raw": raw, "date": date, "variant": variant}
+    seconds: dict[str, float] = {}
+
+    def step(name: str, job: str, args: tuple[str, ...]) -> None:
+        command = job_command(cfg.orchestration, job, settings, [a.format(**values) for a in args],
+                              repo, sys.executable)
+        print(f"\n=== {name}: {command}", flush=True)
+        started = time.time()
+        code = subprocess.run(["bash", "-c", command]).returncode
+        seconds[name] = round(time.time() - started, 1)
+        if code != 0:
+            raise StepFailed(f"nightly stopped: step {name!r} failed with exit code {code}")
+        print(f"=== {name} done in {seconds[name]:.0f} s", flush=True)
+
+    started = time.time()
+    for spec in HEAD:
+        step(*spec)
+    missing_scorer = not registry.versions(cfg, f"scorer/{variant}")
+    for name, job, args in TRAIN:
+        kind = "exit_heads" if job == "train_exit_heads" else "scorer"
+        if missing_scorer or not registry.versions(cfg, f"{kind}/{variant}"):
+            step(name, job, args)
+    for spec in TAIL:
+        step(*spec)
+    return {"seconds": seconds, "wall_seconds": round(time.time() - started, 1), "env": settings["env"]}

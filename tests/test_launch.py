@@ -1,0 +1,89 @@
+"""How jobs are started: the launchers of conf/base.yaml per env (optirag.orchestration.launch),
+env layers, and the local clusters' process table. The commands run for real in
+tests/cluster/ and tests/orchestration/; here, what they are made of."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from optirag import localcluster
+from optirag.config import load_config
+from optirag.orchestration.launch import LaunchError, job_command, launcher
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = yaml.safe_load((REPO / "conf" / "base.yaml").read_text())["orchestration"]
+SETTINGS = {"dataset": "bookcrossing", "lake": "/lake", "model": "tiny", "overrides": ["a.b=1"]}
+
+
+def _command(job: str, env: str, repo: Path = REPO) -> list[str]:
+    return shlex.split(job_command(CONF, job, {**SETTINGS, "env": env}, ["--date", "2026-11-23"], repo, sys.executable))
+
+
+def test_local_runs_every_job_as_python_module():
+    assert _command("score", "demo")[3:6] == [sys.executable, "-m", "jobs.score"]
+    assert launcher(CONF, "local", "ingest") == "{python} -m {module}"
+
+
+def test_localcluster_submits_spark_jobs_with_spark_submit_and_the_dist(tmp_path):
+    (tmp_path / "dist" / "jars").mkdir(parents=True)
+    (tmp_path / "dist" / "optirag.zip").write_bytes(b"")
+    for jar in ("delta-spark_x.jar", "delta-storage-x.jar"):
+        (tmp_path / "dist" / "jars" / jar).write_bytes(b"")
+    cmd = _command("build_candidates", "demo+localcluster", tmp_path)  # the last layer's launchers
+    assert cmd[:3] == ["cd", str(tmp_path), "&&"] and cmd[4].endswith("/spark-submit")
+    assert cmd[cmd.index("--master") + 1] == "spark://127.0.0.1:7077"
+    assert cmd[cmd.index("--py-files") + 1] == f"{tmp_path}/dist/optirag.zip"
+    assert cmd[cmd.index("--jars") + 1].split(",") == [f"{tmp_path}/dist/jars/{j}" for j in
+                                                       ("delta-spark_x.jar", "delta-storage-x.jar")]
+    assert cmd[cmd.index("--py-files") + 2] == f"{tmp_path}/jobs/build_candidates.py"
+    assert cmd[-8:] == ["--env", "demo+localcluster", "--model", "tiny", "--set", "a.b=1", "--date", "2026-11-23"]
+
+
+def test_a_missing_dist_is_a_one_line_error(tmp_path):
+    with pytest.raises(LaunchError, match="make dist"):
+        _command("ingest", "localcluster", tmp_path)
+
+
+def test_localcluster_submits_ray_jobs_with_the_repo_and_armed_faults_in_the_runtime_env(monkeypatch):
+    monkeypatch.setenv("OPTIRAG_FAULTS", "scoring.scorer_batch=kill_host:2")
+    cmd = _command("score", "localcluster")
+    submit = cmd.index("submit")
+    assert cmd[submit - 2].endswith("/ray") and cmd[submit - 1] == "job"
+    assert cmd[cmd.index("--address") + 1] == "http://127.0.0.1:8265"
+    env = json.loads(cmd[cmd.index("--runtime-env-json") + 1])
+    assert env["working_dir"] == str(REPO) and env["py_modules"] == [str(REPO / "libs" / "optirag")]
+    assert env["env_vars"]["OPTIRAG_FAULTS"] == "scoring.scorer_batch=kill_host:2"
+    assert env["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    assert cmd[cmd.index("--") + 1:cmd.index("--") + 4] == ["python", "-m", "jobs.score"]
+
+
+def test_env_layers_merge_left_to_right():
+    cfg = load_config("bookcrossing", env="demo+localcluster")
+    assert cfg.env == "demo+localcluster"
+    assert cfg.spark.master == "spark://127.0.0.1:7077" and cfg.ray.address == "127.0.0.1:6379"
+    assert cfg.candidates["per_user"] == 20 and cfg.scoring["actor_num_cpus"] == 1.5  # demo's sizes
+    assert load_config("bookcrossing", env="localcluster+demo").spark.master == "local[2]"
+
+
+def test_the_local_clusters_are_separate_processes_with_their_own_ports_and_cpus(tmp_path):
+    ccfg = localcluster.load_cluster_config(str(tmp_path))
+    procs = {p.name: p for p in localcluster.processes(ccfg)}
+    assert list(procs) == ["spark-master", "spark-worker-1", "spark-worker-2", "ray-head", "ray-node-1"]
+    for n in (1, 2):
+        argv = procs[f"spark-worker-{n}"].argv
+        assert argv[1] == "org.apache.spark.deploy.worker.Worker" and argv[-1] == "spark://127.0.0.1:7077"
+        assert argv[argv.index("--cores") + 1] == "1"
+    head, node = procs["ray-head"].argv, procs["ray-node-1"].argv
+    assert head[1:3] == ["start", "--head"] and head[head.index("--num-cpus") + 1] == "1"
+    assert node[node.index("--address") + 1] == "127.0.0.1:6379" and node[node.index("--num-cpus") + 1] == "2"
+    assert "--block" in head and "--block" in node
+    ports = lambda argv: {argv[i + 1] for i, a in enumerate(argv) if a.endswith("-port")}  # noqa: E731
+    assert not ports(head) & ports(node)  # two raylets on one host
+    # only the head carries the dashboard's dependencies (the Jobs API)
+    assert str(localcluster.cluster_site()) in procs["ray-head"].env["PYTHONPATH"]
+    assert str(localcluster.cluster_site()) not in procs["ray-node-1"].env.get("PYTHONPATH", "")
