@@ -1,6 +1,6 @@
 """Build reports/REPORT.md (Tables 2-4, Figures 2-5, environment, ours vs the paper).
 
-python -m jobs.report --lake /tmp/lake [--datasets bookcrossing,movielens100k] [--train all|baselines|none] [--seeds 3] [--dry-run]
+python -m jobs.report --lake /tmp/lake [--datasets bookcrossing,movielens100k] [--train all|baselines|none] [--seeds 1] [--dry-run]
 Reads the JSON files the stages wrote under --reports; with --train (default all) it first
 runs the jobs whose outputs are missing (ingest from --data when a lake is empty), each
 logged with its wall time to <reports>/report_jobs.json (the report's "time to regenerate").
@@ -26,7 +26,7 @@ def main() -> int:
     parser.add_argument("--raw", action="append", default=[], metavar="DATASET=PATH",
                         help="raw folder of one dataset (default: <data>/<shared folder name>)")
     parser.add_argument("--env", default=os.environ.get("OPTIRAG_ENV", "local"))
-    parser.add_argument("--seeds", type=int, default=3,
+    parser.add_argument("--seeds", type=int, default=1,
                         help="tuning seeds per LLM run (the config's seed + replicas) for mean ± std")
     parser.add_argument("--dry-run", action="store_true", help="print the jobs it would run, run nothing")
     args = parser.parse_args()

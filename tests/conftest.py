@@ -115,16 +115,25 @@ def write_bookcrossing_slice(shared: Path, out: Path, n_users: int = SMALL_BX_US
     return out
 
 
+# A Latin-1 book line (as in the original BX release) with a stray byte-order mark.
+INVALID_UTF8_LINE = b"0000000001,Caf\xe9 \xff\xfe,Ana,1999,Pub"
+
+
 @pytest.fixture(scope="session")
 def small_lake(spark, shared_data, tmp_path_factory) -> str:
-    """Lake root with `bookcrossing` ingested from a 60-user slice + gcn neighbours."""
+    """Lake root with `bookcrossing` ingested from a 60-user slice (its copy of BX_Books.csv
+    holds one line that is not UTF-8) + gcn neighbours; the raw files are in `<root>/raw`."""
     from optirag.config import load_config
     from optirag.ingest.pipeline import run_ingest
+    from optirag.registry import kind_dir
     from optirag.retrieval.pipeline import run_retriever
     from optirag.tables import NEIGHBOURS, read_table, write_table
 
     root = tmp_path_factory.mktemp("small")
     raw = write_bookcrossing_slice(shared_data, root / "raw")
+    books = (raw / "BX_Books.csv").read_bytes().split(b"\n")
+    books.insert(100, INVALID_UTF8_LINE)  # line 101 of the copy: quarantined as invalid_utf8
+    (raw / "BX_Books.csv").write_bytes(b"\n".join(books))
     lake = str(root / "lake")
     cfg = load_config("bookcrossing", lake=lake, overrides=["retriever.epochs=2"])
     summary = run_ingest(spark, cfg, str(raw))
@@ -132,7 +141,8 @@ def small_lake(spark, shared_data, tmp_path_factory) -> str:
     users = [r.user_id for r in read_table(spark, "samples", dl).select("user_id").distinct().collect()]
     neighbours, _ = run_retriever(
         read_table(spark, "edges", dl).toPandas(), read_table(spark, "user_index", dl).toPandas(),
-        users, cfg, None, data_version=summary["data_version"], models_dir=str(root / "models"))
+        users, cfg, None, data_version=summary["data_version"],
+        models_dir=str(kind_dir(cfg, "retriever")))  # where jobs.train_retriever puts it
     write_table(spark.createDataFrame(neighbours, schema=NEIGHBOURS.schema), NEIGHBOURS, dl,
                 replace_where="retriever = 'gcn'")
     return lake

@@ -24,6 +24,17 @@ def test_cluster_env_changes_master_jars_and_ray():
     (dict(dataset="bookcrossing", overrides=["ingest.sed=1"]), "ingest.sed"),
     (dict(dataset="bookcrossing", overrides=["ingest.split.train=0.5"]), "sum to 1"),
     (dict(dataset="bookcrossing", overrides=["novalue"]), "key.path=value"),
+    # a dataset YAML with a wrong or empty required field
+    (dict(dataset="bookcrossing", overrides=["dataset.files.ratings= "]), "dataset.files.ratings"),
+    (dict(dataset="movielens100k", overrides=['dataset.files.inter=""']),
+     r"files.inter \(the interactions file of format recbole\) is required"),
+    (dict(dataset="movielens100k", overrides=["dataset.files.itme=x.item"]),
+     r"\['itme'\] is not a file of format recbole"),
+    (dict(dataset="movielens100k", overrides=["dataset.format=recbol"]), "dataset.format"),
+    (dict(dataset="movielens100k", overrides=["dataset.positive_threshold="]), "dataset.positive_threshold"),
+    (dict(dataset="movielens100k", overrides=["dataset.positive_threshold=6"]), "leaves a class empty"),
+    (dict(dataset="amazon", overrides=["dataset.delimiter=;"]), "JSON lines"),
+    (dict(dataset="movielens100k", overrides=["dataset.name=bookcrossing"]), "must be the file's name"),
 ])
 def test_bad_config_is_one_clear_error(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -49,3 +60,10 @@ def test_override_values_are_yaml_typed():
     assert parse_override("a.b=3") == {"a": {"b": 3}}
     assert parse_override("a=[1, 2]") == {"a": [1, 2]}
     assert parse_override("a.b=null") == {"a": {"b": None}}
+
+
+def test_delimiter_is_the_format_s_unless_set():
+    assert load_config("movielens100k").dataset.delimiter == "\t"  # RecBole atomic files
+    assert load_config("bookcrossing").dataset.delimiter == ","
+    assert load_config("bookcrossing", overrides=["dataset.delimiter=;"]).dataset.delimiter == ";"
+    assert load_config("amazon").dataset.delimiter is None  # JSON lines

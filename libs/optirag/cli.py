@@ -24,7 +24,16 @@ def _not_py4j_retry(record: logging.LogRecord) -> bool:
     return not (record.levelno == logging.INFO and record.getMessage() == "Exception while sending command.")
 
 
+def _log_friendly_environment() -> None:
+    """Settings read by the libraries (and the Ray workers, which inherit the environment)
+    that keep a job log readable: no redrawn progress bars (carriage returns) when the
+    output is not a terminal; the jobs log their own progress lines."""
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights"
+
+
 def run_job(name: str, main: Callable[[], int | None]) -> None:
+    _log_friendly_environment()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger().addFilter(_not_py4j_retry)

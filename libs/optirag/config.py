@@ -2,7 +2,7 @@
 
 A run's config is built by deep-merging YAML layers, later layers winning:
 
-    conf/base.yaml  <  conf/datasets/<dataset>.yaml  <  conf/env/<env>.yaml
+    conf/base.yaml  <  conf/datasets/<dataset>.yaml  <  conf/env/<env>.yaml (``a+b``: a, then b)
                     <  conf/models/<model>.yaml  <  command-line ``--set a.b=c`` overrides
 
 and validated into :class:`Config` (pydantic, unknown keys rejected, so a typo in a
@@ -21,7 +21,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-CONF_DIR = Path(os.environ.get("OPTIRAG_CONF_DIR", Path(__file__).resolve().parents[2] / "conf"))
+
+
+def _conf_dir() -> Path:
+    """$OPTIRAG_CONF_DIR, else conf/ beside the code (a checkout), else ./conf: where code is
+    shipped without the repo around it (spark-submit --py-files optirag.zip, a Ray job's
+    py_modules) the job runs in a copy of the repo (its working dir) that holds conf/."""
+    if os.environ.get("OPTIRAG_CONF_DIR"):
+        return Path(os.environ["OPTIRAG_CONF_DIR"])
+    beside = Path(__file__).resolve().parents[2] / "conf"
+    return beside if beside.is_dir() else Path.cwd() / "conf"
+
+
+CONF_DIR = _conf_dir()
 
 
 class ConfigError(ValueError):
@@ -43,13 +55,20 @@ class SparkConfig(_Section):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+# Per raw format: the role (key of dataset.files) of its interactions file, which every
+# dataset needs, and of its item-metadata file; and its field delimiter (JSON lines: none).
+FORMAT_FILES = {"bookcrossing": ("ratings", "books"), "recbole": ("inter", "item"), "amazon": ("reviews", "meta")}
+FORMAT_DELIMITERS = {"bookcrossing": ",", "recbole": "\t", "amazon": None}
+
+
 class DatasetConfig(_Section):
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # its folder in the lake
     format: Literal["bookcrossing", "recbole", "amazon"]
     # logical name -> file name (or glob for optional files) inside --raw
     files: dict[str, str]
     optional_files: list[str] = Field(default_factory=list)
-    delimiter: str = ","  # CSV formats; the original BX release uses ";"
+    # null: the format's (bookcrossing ",", recbole tab); the original BX release uses ";"
+    delimiter: str | None = None
     rating_min: float
     rating_max: float
     # label = 1 iff rating >= positive_threshold
@@ -62,6 +81,28 @@ class DatasetConfig(_Section):
     # chronological only: a valid/test user's last N eligible interactions are targets
     heldout_last_n: int = Field(default=1, ge=1)
     missing_title: str = "Unknown item {item_id}"
+
+    @model_validator(mode="after")
+    def _fits_its_format(self) -> "DatasetConfig":
+        roles = FORMAT_FILES[self.format]
+        unknown = sorted(set(self.files) - set(roles))
+        if unknown:
+            raise ValueError(f"files: {unknown} is not a file of format {self.format} (its files: {list(roles)})")
+        if not (self.files.get(roles[0]) or "").strip():
+            raise ValueError(f"files.{roles[0]} (the interactions file of format {self.format}) is required")
+        empty = [role for role, pattern in self.files.items() if not (pattern or "").strip()]
+        if empty:
+            raise ValueError(f"files.{empty[0]} is empty")
+        if self.delimiter is None:
+            self.delimiter = FORMAT_DELIMITERS[self.format]
+        elif FORMAT_DELIMITERS[self.format] is None:
+            raise ValueError(f"delimiter: format {self.format} is JSON lines and has none")
+        if not self.rating_min < self.rating_max:
+            raise ValueError(f"rating_min {self.rating_min:g} must be below rating_max {self.rating_max:g}")
+        if not self.rating_min < self.positive_threshold <= self.rating_max:
+            raise ValueError(f"positive_threshold {self.positive_threshold:g} leaves a class empty: it must be "
+                             f"in ({self.rating_min:g}, {self.rating_max:g}]")
+        return self
 
 
 class SplitConfig(_Section):
@@ -86,6 +127,9 @@ class QualityConfig(_Section):
     # absolute tolerance on each split's share of users
     split_tolerance: float = 0.02
     reports_dir: str = "reports/checks"
+    # ingest warns (log + report) when a metadata column is empty for more than this share
+    # of the items of the metadata file: prompts and baselines would silently lack it
+    metadata_max_empty_share: float = Field(0.5, ge=0, le=1)
 
 
 class RayConfig(_Section):
@@ -114,6 +158,7 @@ class Config(_Section):
     evaluation: dict[str, Any] = Field(default_factory=dict)
     baselines: dict[str, Any] = Field(default_factory=dict)
     orchestration: dict[str, Any] = Field(default_factory=dict)
+    localcluster: dict[str, Any] = Field(default_factory=dict)  # optirag.localcluster (env localcluster)
 
     def dataset_lake(self) -> str:
         """`<lake>/<dataset>`: where every table of this dataset lives."""
@@ -203,29 +248,38 @@ def load_config(
         raise ConfigError(
             f"unknown dataset {dataset!r}; known: {', '.join(available('datasets', conf_dir))}"
         )
-    if env not in available("env", conf_dir):
-        raise ConfigError(f"unknown env {env!r}; known: {', '.join(available('env', conf_dir))}")
+    # An env may stack layers, merged left to right: `demo+localcluster` = the demo's sizes
+    # on the local clusters (the later layer's master and Ray address win).
+    for layer in env.split("+"):
+        if layer not in available("env", conf_dir):
+            raise ConfigError(f"unknown env {layer!r}; known: {', '.join(available('env', conf_dir))}")
     data = read_yaml(conf_dir / "base.yaml")
     data = deep_merge(data, read_yaml(conf_dir / "datasets" / f"{dataset}.yaml"))
-    data = deep_merge(data, read_yaml(conf_dir / "env" / f"{env}.yaml"))
+    for layer in env.split("+"):
+        data = deep_merge(data, read_yaml(conf_dir / "env" / f"{layer}.yaml"))
     data["env"] = env
-    if model:
-        if model not in available("models", conf_dir):
+    # Recipes stack the same way: `cpu-small+demo` = cpu-small with the demo's short tuning.
+    for layer in (model.split("+") if model else []):
+        if layer not in available("models", conf_dir):
             raise ConfigError(
-                f"unknown model recipe {model!r}; known: {', '.join(available('models', conf_dir))}"
+                f"unknown model recipe {layer!r}; known: {', '.join(available('models', conf_dir))}"
             )
-        data = deep_merge(data, read_yaml(conf_dir / "models" / f"{model}.yaml"))
+        data = deep_merge(data, read_yaml(conf_dir / "models" / f"{layer}.yaml"))
     for item in overrides or []:
         data = deep_merge(data, parse_override(item))
     if lake:
         data["lake"] = lake
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
         )
         raise ConfigError(f"invalid config: {problems}") from None
+    if cfg.dataset.name != dataset:  # a copied YAML would otherwise write into the original's tables
+        raise ConfigError(f"invalid config: dataset.name is {cfg.dataset.name!r} in conf/datasets/{dataset}.yaml; "
+                          f"it must be the file's name, {dataset!r}")
+    return cfg
 
 
 def parse_date(value: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from optirag import faults
 from optirag.config import Config, ConfigError, SparkConfig
 
 DELTA_EXTENSIONS = {
@@ -68,11 +69,21 @@ def fetch_delta_jars(spark_conf: SparkConfig) -> list[str]:
     return cached_jars(spark_conf)
 
 
+def submitted() -> bool:
+    """True when spark-submit started this driver (its JVM is up, launched with the submit
+    command's --master, --jars/--packages and --py-files, which then decide)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def _builder(spark_conf: SparkConfig) -> SparkSession.Builder:
     builder = SparkSession.builder.appName(spark_conf.app_name)
-    if spark_conf.master:
+    # Under spark-submit the driver's JVM runs already: its master is the submit command's,
+    # and jars added now would reach the executors but not the driver's classpath, so Delta
+    # comes with the submit command (--jars / --packages) and spark.delta_jars is not used.
+    delta_jars = "provided" if submitted() else spark_conf.delta_jars
+    if spark_conf.master and not submitted():
         builder = builder.master(spark_conf.master)
-    if spark_conf.delta_jars == "cache":
+    if delta_jars == "cache":
         jars = cached_jars(spark_conf)
         missing = [j for j in jars if not Path(j).is_file()]
         if missing:
@@ -80,10 +91,13 @@ def _builder(spark_conf: SparkConfig) -> SparkSession.Builder:
                 f"Delta jars missing from {spark_conf.jars_dir} ({', '.join(map(os.path.basename, missing))}): run `make setup`"
             )
         builder = builder.config("spark.jars", ",".join(jars))
-    elif spark_conf.delta_jars == "packages":
+    elif delta_jars == "packages":
         builder = builder.config("spark.jars.packages", ",".join(delta_artifacts(spark_conf)))
     for key, value in {**DELTA_EXTENSIONS, **spark_conf.conf}.items():
         builder = builder.config(key, value)
+    # Armed fault points (optirag.faults) must fire in the executors' Python workers too.
+    for key, value in faults.environment().items():
+        builder = builder.config(f"spark.executorEnv.{key}", value)
     return builder
 
 

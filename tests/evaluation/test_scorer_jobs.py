@@ -32,6 +32,10 @@ def test_train_scorer_writes_a_model_version(trained):
     assert meta["train_examples"] == summary["train_examples"] == 9  # every train prompt
     assert meta["prompts_config"]["token_budget"] == 1000 and meta["retriever_version"] is None
     assert len(meta["losses"]) == summary["steps"] > 0
+    # the tiny recipe tunes layers 4-6 over two epochs, early stopping on the valid prompts
+    assert meta["valid_examples"] == 2 and [e["epoch"] for e in meta["epochs"]] == [1, 2]
+    assert meta["best_epoch"] in (1, 2) and all("valid_auc" in e for e in meta["epochs"])
+    assert meta["dtype"] == "float32"
     assert list(folder.glob("*.safetensors"))
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".staging")]
 
@@ -51,8 +55,15 @@ def test_evaluate_scores_reports_and_skips_untuned(spark, trained):
     tuned = report["runs"]["none"]
     assert tuned["model_version"] == summary["model_version"] and tuned["train_examples"] == 9
     assert tuned["metrics"]["valid"]["n"] == 2 and tuned["metrics"]["test"]["n"] == 3
+    lo, hi = tuned["metrics"]["test"]["auc_ci95"]
+    assert 0 <= lo <= tuned["metrics"]["test"]["auc"] <= hi <= 1
     on_disk = json.loads(report_path(cfg, evaluation_config(cfg)).read_text())
     assert on_disk["runs"].keys() == report["runs"].keys()
+    # the paired comparison that can be made (gcn and the baselines were not run)
+    assert list(on_disk["comparisons"]) == ["none vs zero_shot/none"]
+    test_diff = on_disk["comparisons"]["none vs zero_shot/none"]["test"]
+    assert test_diff["n"] == 3 and test_diff["diff"] == pytest.approx(
+        tuned["metrics"]["test"]["auc"] - report["runs"]["zero_shot/none"]["metrics"]["test"]["auc"])
 
     scores = read_table(spark, EVAL_SCORES, cfg.dataset_lake()).toPandas()
     assert sorted(scores["run_id"].unique()) == sorted(

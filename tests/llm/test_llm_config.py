@@ -19,7 +19,10 @@ def test_recipes_validate_through_the_platform_config(recipe):
 def test_cpu_recipe_is_the_default_and_gpu_recipe_differs():
     cpu = ModelConfig.model_validate(load_config("bookcrossing", model="cpu-small").model)
     gpu = ModelConfig.model_validate(load_config("bookcrossing", model="gpu-7b").model)
-    assert cpu.source == ModelConfig().source and cpu.dtype == "float32" and cpu.device == "cpu"
+    assert cpu.source == ModelConfig().source and cpu.dtype == "auto" and cpu.device == "cpu"
+    assert cpu.tuning.trainable_from and cpu.tuning.patience  # the cached-bottom, early-stopped recipe
+    fewshot = ModelConfig.model_validate(load_config("bookcrossing", model="cpu-small-fewshot").model)
+    assert fewshot.dtype == "float32" and fewshot.tuning.trainable_from is None  # the paper's setting
     assert gpu.gguf_file is None and gpu.dtype == "bfloat16" and gpu.device == "cuda"
 
 
@@ -32,3 +35,13 @@ def test_overrides_and_unknown_keys():
         ModelConfig.model_validate({"tuning": {"rnak": 4}})
     with pytest.raises(ValidationError):
         ModelConfig.model_validate({"dtype": "float8"})
+
+
+def test_recipes_stack_left_to_right():
+    """`cpu-small+demo`: the demo's cuts over the default recipe, the rest kept."""
+    stacked = ModelConfig.model_validate(load_config("bookcrossing", model="cpu-small+demo").model)
+    full = ModelConfig.model_validate(load_config("bookcrossing", model="cpu-small").model)
+    assert stacked.tuning.trainable_from > full.tuning.trainable_from
+    assert stacked.tuning.target_modules == full.tuning.target_modules and stacked.dtype == full.dtype
+    with pytest.raises(Exception, match="unknown model recipe"):
+        load_config("bookcrossing", model="cpu-small+nope")

@@ -100,3 +100,53 @@ def test_adapter_checkpoint_round_trip(tmp_path, tiny_model, tokenizer, answer):
 def test_tuning_rejects_empty_input(tiny_model, tokenizer, answer):
     with pytest.raises(ValueError, match="no tuning examples"):
         tune_lora(tiny_model, tokenizer, [], TOY, answer)
+
+
+# --- top layers only, frozen bottom cached once, early stopping ------------------------------
+
+def test_layerwise_forward_is_the_scorers_forward(tiny_model, tokenizer, answer):
+    """frozen bottom + top layers on right-padded causal rows == the masked HF forward."""
+    from optirag.llm.layerwise import frozen_bottom, length_buckets, top_logits
+    from optirag.llm.scoring import encode_prompts, yes_probability
+
+    ids, mask = encode_prompts(tokenizer, PROMPTS + ["Short? Answer:"], None)
+    rows = [r[: int(n)].tolist() for r, n in zip(ids, mask.sum(1))]
+    expected = score_prompts(tiny_model, tokenizer, PROMPTS + ["Short? Answer:"], 3, answer)
+    for frozen in (0, 2, 5):
+        for batch in length_buckets(rows, 4, tokenizer.pad_token_id):
+            p = yes_probability(top_logits(tiny_model, frozen_bottom(tiny_model, batch, frozen),
+                                           batch.last, frozen, answer))
+            assert p.detach().double().numpy() == pytest.approx(expected[batch.index.numpy()], abs=1e-6)
+
+
+def test_adapters_only_on_the_top_layers_and_caching_changes_nothing(tokenizer, answer):
+    runs = []
+    for cache in (True, False):
+        model = tiny_causal_lm(len(tokenizer), initializer_range=0.2,
+                               pad_token_id=tokenizer.pad_token_id, seed=0)
+        tuning = TOY.model_copy(update={"trainable_from": 4, "cache_frozen": cache, "epochs": 2,
+                                        "dropout": 0.0})
+        result = tune_lora(model, tokenizer, EXAMPLES, tuning, answer)
+        runs.append(result.losses)
+        tuned_layers = {int(n.split("layers.")[1].split(".")[0])
+                        for n, p in result.model.named_parameters() if p.requires_grad}
+        assert tuned_layers == {3, 4, 5}                 # 1-based layers 4..6 of 6
+    assert runs[0] == pytest.approx(runs[1], abs=1e-6)
+
+
+def test_early_stopping_keeps_the_best_valid_epoch(tokenizer, answer):
+    from optirag.llm.tuning import TuneResult
+
+    model = tiny_causal_lm(len(tokenizer), initializer_range=0.2,
+                           pad_token_id=tokenizer.pad_token_id, seed=0)
+    tuning = TOY.model_copy(update={"epochs": 6, "patience": 2, "lr": 5e-2, "warmup_steps": 2,
+                                    "schedule": "cosine"})
+    # valid labels opposite to training: the valid AUC is best early, then falls
+    flipped = [(p, 1 - y) for p, y in EXAMPLES]
+    result: TuneResult = tune_lora(model, tokenizer, EXAMPLES, tuning, answer, valid=flipped)
+    aucs = [e["valid_auc"] for e in result.epochs]
+    assert result.best_epoch == 1 + aucs.index(max(aucs))
+    assert len(result.epochs) == min(6, result.best_epoch + 2)   # stopped `patience` epochs later
+    kept = score_prompts(result.model.get_base_model(), tokenizer, PROMPTS, 4, answer)
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score([y for _, y in flipped], kept) == pytest.approx(max(aucs), abs=1e-6)

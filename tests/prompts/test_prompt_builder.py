@@ -50,9 +50,29 @@ def test_train_history_only_has_earlier_items(built):
     assert "t1-i5" not in r.text and r.n_history == 4
 
 
-def test_neighbour_blocks_follow_rank_and_show_allowed_items(built):
-    cfg, _, rows = built
+def test_similar_raters_of_the_target_in_the_suffix(built):
+    from tiny_rag_lake import RATERS_OF_SI
+
+    _, _, rows = built
     r = rows[("gcn", "s1-SECRET-sI")]
+    # s1's most similar raters of I: t1, t2, then t3 (k = 4, three raters); none of its own
+    ratings = [RATERS_OF_SI[u] for u in ("t1", "t2", "t3")]
+    line = f"Similar users rated it: {', '.join(f'{x:g}' for x in ratings)} (average {sum(ratings) / 3:.1f})"
+    assert r.text.split("Target:")[1].split("\n")[1] == line and r.n_neighbours == 3
+    assert "No similar user rated it." in rows[("gcn", "s1-SECRET-sJ")].text
+    assert "Similar users" not in rows[("none", "s1-SECRET-sI")].text   # no retrieval
+    # the prefix is the user's own evidence only: the same for both variants
+    assert r.text.split("Target:")[0] == rows[("none", "s1-SECRET-sI")].text.split("Target:")[0]
+
+
+def test_paper_style_neighbour_blocks_follow_rank_and_show_allowed_items(spark, built, prepared_dir):
+    from optirag.prompts.builder import prompt_frame
+
+    cfg, _, _ = built
+    paper = cfg.model_copy(update={"prompts": {**cfg.prompts, "style": "paper", "context_item": "full"}})
+    frame, _ = prompt_frame(spark, paper, "gcn", tokenizer_dir=str(prepared_dir))
+    rows = {r.sample_id: r for r in frame.toPandas().itertuples()}
+    r = rows["s1-SECRET-sI"]
     context = r.text.split("Target:")[0]
     assert r.n_neighbours == 2
     # User A = v1 (rank 1): its newest allowed items (C, B); its held-out D/E never show.
@@ -60,7 +80,7 @@ def test_neighbour_blocks_follow_rank_and_show_allowed_items(built):
     assert a < context.index("Title of vC") < context.index("Title of vB") < b
     assert "Title of vA" not in context  # items_per_neighbour = 2, newest first
     assert context.index("Title of t1-i5") > b  # User B = t1
-    assert rows[("none", "s1-SECRET-sI")].n_neighbours == 0
+    assert "Will the user like the target item?" in r.text.split("Target:")[1]
 
 
 def test_cold_user_gets_a_valid_prompt(built):

@@ -128,12 +128,16 @@ def test_plan_trains_only_what_is_missing(tmp_path, reports):
         # gcn's early-exit run is there; none's follows its new heads
         f"jobs.evaluate_early_exit --dataset bookcrossing --lake {lake} --variants none "
         f"--set evaluation.reports_dir={reports / 'eval'}",
+        # no learning curve in reports/bench/tuning.json yet
+        f"jobs.bench_tuning --dataset bookcrossing --lake {lake} --variant gcn --sizes 256,1000,4000,all "
+        f"--out {reports / 'bench'}",
     ]
     assert ml[0].startswith("jobs.ingest") and "--raw /raw/ml" in ml[0]
     assert ml[1].startswith("jobs.train_baselines") and f"baselines.reports_dir={reports / 'eval'}" in ml[1]
     assert [c.split()[0] for c in ml[2:]] == ["jobs.train_retriever"] * 3 + ["jobs.build_prompts"] * 4 + [
         "jobs.train_scorer"] * 4 + ["jobs.evaluate"] + ["jobs.train_exit_heads"] * 2 + [
-        "jobs.bench_early_exit", "jobs.evaluate_early_exit", "jobs.evaluate_retriever", "jobs.bench_retrieval"]
+        "jobs.bench_early_exit", "jobs.evaluate_early_exit", "jobs.bench_tuning", "jobs.evaluate_retriever",
+        "jobs.bench_retrieval"]
     # a run in the eval file whose prompts or scorer are not in this lake is redone (for
     # none also the zero-shot run, which scores the none prompts)
     (lake / "bookcrossing" / "prompts" / "variant=none").rmdir()
@@ -167,7 +171,7 @@ def test_a_test_split_without_negatives_gets_no_llm_runs(tmp_path, reports):
     inputs = read_inputs(reports, ["amazon"])
     inputs.llm_skipped = {"amazon": reason}
     text = build_report(inputs, ENV, reports)
-    assert f"| Few-shot | GCN-retriever | {reason} | 94.72 |  |" in text
+    assert f"| Few-shot | GCN-retriever | {reason} | 94.72 |  |" in text   # no LLM run: few-shot label
     assert f"| amazon | w/ | w/ | {reason} | {reason} | 96.37 (4.96) |" in text
     # full-shot baselines are still reported, their difference to the paper flagged
     assert ("- DeepFM on amazon: ours 98.00 vs the paper's 70.05 on Beauty (+27.95; not comparable: "
@@ -239,6 +243,7 @@ def test_plan_adds_seed_replicas_and_redoes_them_with_their_run(tmp_path, report
     _write(reports / "eval" / "bookcrossing.json", doc)
     _write(reports / "bench" / "early_exit.json", {"dataset": "bookcrossing", "variant": "gcn", "auc_exit": 0.6,
                                                    "variants": {"none": {"auc_exit": 0.6}}})
+    _write(reports / "bench" / "tuning.json", {"datasets": {"bookcrossing": {"variants": {"gcn": {"curve": []}}}}})
 
     def jobs(n_seeds):
         chains = plan(reports, str(lake), ["bookcrossing"], {}, "all", n_seeds)
@@ -333,3 +338,33 @@ def test_report_job_builds_from_the_files_alone(tmp_path, reports):
     assert "| Few-shot | GCN-retriever | skipped: 1 test negative | 94.72 |  |" in text
     assert "| Few-shot | GCN-retriever | 65.00 | 72.51 |" in text     # bookcrossing, from its file
     assert "amazon: manifest unreadable" in text and "## Time to regenerate" not in text
+
+
+def test_intervals_paired_differences_and_learning_curve(reports):
+    eval_file = reports / "eval" / "bookcrossing.json"
+    doc = json.loads(eval_file.read_text())
+    doc["runs"]["gcn"].update(train_examples=7747, metrics={"test": {"auc": 0.70, "auc_ci95": [0.67, 0.73]}})
+    doc["comparisons"] = {"gcn vs none": {"test": {"n": 969, "diff": 0.012, "ci95": [-0.003, 0.027],
+                                                   "excludes_zero": False}},
+                          "gcn vs baseline:din": {"test": {"n": 969, "diff": 0.021, "ci95": [0.004, 0.038],
+                                                           "excludes_zero": True}}}
+    _write(eval_file, doc)
+    base = json.loads((reports / "eval" / "baselines_bookcrossing.json").read_text())
+    base["split_sizes"]["train"] = 7747
+    _write(reports / "eval" / "baselines_bookcrossing.json", base)
+    _write(reports / "bench" / "tuning.json", {"datasets": {"bookcrossing": {"variants": {"gcn": {
+        "dtype": "bfloat16", "torch_threads": 2, "mean_prompt_tokens": 146.0, "curve": [
+            {"n": 256, "test_auc": 0.61, "test_auc_ci95": [0.57, 0.65], "best_epoch": 2,
+             "epochs": [{"examples_per_s": 4.0}, {"examples_per_s": 4.2}], "cache_seconds": 30.0,
+             "train_seconds": 130.0, "eval_seconds": 100.0, "source": "bench"}]}}}}})
+    text = build_report(read_inputs(reports, ["bookcrossing"]), ENV, reports)
+    bc = text.split("### bookcrossing")[1].split("## Table 3")[0]
+    assert _row(bc, "Full-shot", "GCN-retriever") == "| Full-shot | GCN-retriever | 70.00 [67.0, 73.0] | 72.51 | -2.51 |"
+    assert "LLM rows tuned on 7,747 training examples (100% of the train split" in bc
+    assert ("- GCN-retriever − TALLRec-style: +1.20 points, paired 95% bootstrap interval [-0.30, +2.70] "
+            "on the same 969 test rows (includes 0: not a significant difference).") in bc
+    assert "- GCN-retriever − DIN: +2.10 points, paired 95% bootstrap interval [+0.40, +3.80] " in bc
+    assert "(excludes 0)." in bc and "Hanley-McNeil" not in bc
+    curve = text.split("## Scorer tuning: learning curve")[1].split("## Figure 2")[0]
+    assert "### bookcrossing, gcn prompts (bfloat16, 2 threads, 146.0 tokens per prompt)" in curve
+    assert "| 256 | 61.00 [57.0, 65.0] | 2 (best 2) | 30.00 | 130.00 | 4.10 | 100.00 | bench |" in curve

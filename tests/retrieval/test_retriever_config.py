@@ -25,7 +25,7 @@ def test_unknown_and_invalid_keys_fail_loudly():
 
 def test_accepts_the_platform_config_section():
     cfg = Config.model_validate({
-        "dataset": {"name": "x", "format": "recbole", "files": {}, "rating_min": 1, "rating_max": 5,
+        "dataset": {"name": "x", "format": "recbole", "files": {"inter": "*.inter"}, "rating_min": 1, "rating_max": 5,
                     "positive_threshold": 4, "protocol": "chronological"},
         "retriever": {"k": 6, "layer_average": False},
     })
@@ -53,6 +53,6 @@ def test_the_repo_config_layers_validate(env):
 
 def test_init_ray_reuses_a_running_runtime(ray_runtime):
     from optirag.config import RayConfig
-    from optirag.retrieval.ray_search import init_ray
+    from optirag.ray_session import init_ray
 
     assert init_ray(RayConfig(address="auto")) is ray_runtime and ray_runtime.is_initialized()

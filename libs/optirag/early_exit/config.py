@@ -26,6 +26,10 @@ class HeadTrainingConfig(_Section):
     batch_size: int = 32
     # Batch size of the single frozen forward pass that collects the exit hidden states.
     feature_batch_size: int = 8
+    # Training prompts the heads see (a sample_id-ordered subset; null: all). Each head is
+    # a few thousand parameters: a few thousand examples fit it, and the collecting forward
+    # pass over a whole training split would cost as much as a tuning epoch.
+    max_examples: int | None = Field(None, ge=1)
     seed: int = 42
     progress: bool = True
 

@@ -55,7 +55,7 @@ class ExitHead(nn.Module):
         super().__init__()
         self.norm = norm
         self.proj = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
-                              device=weight.device)
+                              device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
             self.proj.weight.copy_(weight)
             if bias is not None:
@@ -67,12 +67,15 @@ class ExitHead(nn.Module):
 
     @classmethod
     def from_model(cls, model: PreTrainedModel, answer: AnswerTokens,
-                   full_vocab: bool = False) -> "ExitHead":
-        """A float32 copy of the model's final norm and LM head (rows No, Yes, or all)."""
-        norm = copy.deepcopy(model.get_decoder().norm).float()
+                   full_vocab: bool = False, dtype: torch.dtype = torch.float32) -> "ExitHead":
+        """A copy of the model's final norm and LM head (rows No, Yes, or all) in `dtype`:
+        float32 for a head that trains; the model's own dtype for its last-layer head, so
+        that it computes exactly what the model's forward computes (in bf16 the two differ
+        by up to 0.01 in P(Yes) otherwise)."""
+        norm = copy.deepcopy(model.get_decoder().norm).to(dtype)
         head = model.get_output_embeddings()
-        weight = head.weight.detach().float()
-        bias = head.bias.detach().float() if getattr(head, "bias", None) is not None else None
+        weight = head.weight.detach().to(dtype)
+        bias = head.bias.detach().to(dtype) if getattr(head, "bias", None) is not None else None
         if full_vocab:
             return cls(norm, weight, bias, answer.pair)
         rows = torch.tensor(answer.pair, device=weight.device)
@@ -84,7 +87,7 @@ class ExitHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, H) hidden states of any dtype -> (B, 2 or V) float32 logits."""
-        return self.proj(self.norm(hidden.to(self.proj.weight.dtype)))
+        return self.proj(self.norm(hidden.to(self.proj.weight.dtype))).float()
 
     def pair_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self(hidden)[:, self.pair_index]
@@ -113,7 +116,9 @@ class ExitHeads(nn.Module):
                    cfg: EarlyExitConfig) -> "ExitHeads":
         num_layers = model.config.num_hidden_layers
         full = cfg.head_type == "full_vocab"
-        heads = {layer: ExitHead.from_model(model, answer, full_vocab=full and layer < num_layers)
+        own = model.get_output_embeddings().weight.dtype
+        heads = {layer: ExitHead.from_model(model, answer, full_vocab=full and layer < num_layers,
+                                            dtype=own if layer == num_layers else torch.float32)
                  for layer in resolve_exit_layers(cfg, num_layers)}
         return cls(heads, num_layers, answer)
 

@@ -76,6 +76,7 @@ def train_heads(spark: SparkSession, cfg: Config, variant: str, scorer_version: 
     seed = replica_seed(ModelConfig.model_validate(cfg.model), seed)
     ee = early_exit_config(cfg)
     rows = prompt_rows(spark, cfg, variant, ["train"])
+    max_examples = max_examples or ee.training.max_examples
     if max_examples:
         rows = rows.iloc[:max_examples]
     model, tokenizer, answer, model_version = load_variant_scorer(cfg, variant, scorer_version, seed)

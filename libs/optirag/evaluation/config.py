@@ -25,6 +25,11 @@ class EvaluationConfig(BaseModel):
     # torch intra-op threads for tuning/scoring; null: torch's default.
     torch_threads: int | None = Field(None, ge=1)
     reports_dir: str = "reports/eval"
+    # Paired AUC differences written to the eval file (optirag.evaluation.compare): run keys,
+    # or baseline:<model> for a full-shot baseline's seeds.
+    comparisons: list[list[str]] = Field(default_factory=lambda: [
+        ["gcn", "none"], ["gcn", "llm"], ["gcn", "baseline:din"], ["none", "baseline:din"],
+        ["gcn+ee", "gcn"], ["none+ee", "none"], ["none", "zero_shot/none"]])
     # Clip for log loss so one confident miss does not make it infinite.
     eps: float = Field(1e-7, gt=0, lt=0.5)
 

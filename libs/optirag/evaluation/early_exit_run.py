@@ -22,6 +22,7 @@ from optirag import registry
 from optirag.config import Config
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import data_version
+from optirag.evaluation.metrics import auc_interval
 from optirag.evaluation.replicas import exit_run_key, heads_kind, replica_seed, scorer_kind, tuning_seed
 from optirag.evaluation.run import eval_prompts, merge_report, save_run
 from optirag.llm.config import ModelConfig
@@ -78,7 +79,9 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
         run = save_run(spark, cfg, ecfg, f"{key}/{version}", v, version, prompts, scores, seconds,
                        exit_layers)
         per_split = {s: {**replay(p[m], labels[m], layers, heads.num_layers, rule),
-                         "auc_full_depth": auc(labels[m], p[m, -1].numpy())}
+                         "auc_ci95": run["metrics"][s]["auc_ci95"],
+                         "auc_full_depth": auc(labels[m], p[m, -1].numpy()),
+                         "auc_full_depth_ci95": auc_interval(labels[m], p[m, -1].numpy())}
                      for s, m in split.items()}
         runs[key] = {**run, "tuned": True, "tuning_seed": tuning_seed(meta),
                      "heads_version": heads_dir.name,
@@ -90,4 +93,4 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
         del model
     for key, reason in skipped.items():
         log.warning("%s skipped: %s", key, reason)
-    return merge_report(cfg, ecfg, runs, skipped, data_version(spark, cfg), mcfg)
+    return merge_report(spark, cfg, ecfg, runs, skipped, data_version(spark, cfg), mcfg)

@@ -68,7 +68,7 @@ def save_run(spark: SparkSession, cfg: Config, ecfg: EvaluationConfig, run_id: s
                               scores[(prompts["split"] == s).to_numpy()], ecfg.eps)
                for s in ecfg.splits}
     log.info("%s: %s", run_id, {s: m["auc"] for s, m in metrics.items()})
-    return {"variant": variant, "model_version": model_version, "metrics": metrics,
+    return {"variant": variant, "model_version": model_version, "run_id": run_id, "metrics": metrics,
             "scoring_seconds": round(seconds, 1),
             "prompts_per_second": round(len(prompts) / seconds, 2) if seconds else None,
             "mean_prompt_tokens": round(float(prompts["n_tokens"].mean()), 1),
@@ -133,26 +133,32 @@ def evaluate(spark: SparkSession, cfg: Config, variants: Sequence[str] | None = 
             run = _run(spark, cfg, f"zero_shot/{v}/{mcfg.name}", v, mcfg.name, *base, mcfg,
                        prompts[v], ecfg)
             runs[f"zero_shot/{v}"] = {**run, "tuned": False, "train_examples": 0}
-    return merge_report(cfg, ecfg, runs, skipped, data_version(spark, cfg), mcfg)
+    return merge_report(spark, cfg, ecfg, runs, skipped, data_version(spark, cfg), mcfg)
 
 
 def report_path(cfg: Config, ecfg: EvaluationConfig) -> Path:
     return Path(ecfg.reports_dir) / f"{cfg.dataset.name}.json"
 
 
-def merge_report(cfg: Config, ecfg: EvaluationConfig, runs: dict, skipped: dict,
-                 version: str, mcfg: ModelConfig) -> dict:
+def merge_report(spark: SparkSession, cfg: Config, ecfg: EvaluationConfig, runs: dict,
+                 skipped: dict, version: str, mcfg: ModelConfig) -> dict:
+    """Merge `runs` into the dataset's eval file (other runs of the same data kept) and
+    recompute the paired comparisons over every run it now holds."""
+    from optirag.evaluation.compare import compare_runs
+
     path = report_path(cfg, ecfg)
     old = json.loads(path.read_text()) if path.is_file() else {}
     kept = {k: v for k, v in old.get("runs", {}).items()
             if k not in runs and v.get("data_version", version) == version}
+    merged = dict(sorted({**kept, **{k: {**v, "data_version": version} for k, v in runs.items()}}.items()))
     report = {
         "dataset": cfg.dataset.name,
         "data_version": version,
         "base_model": mcfg.name,
         "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "evaluation": ecfg.model_dump(),
-        "runs": dict(sorted({**kept, **{k: {**v, "data_version": version} for k, v in runs.items()}}.items())),
+        "runs": merged,
+        "comparisons": compare_runs(spark, cfg, merged, ecfg.comparisons, ecfg.splits),
         "skipped": {k: v for k, v in skipped.items() if k not in runs},
     }
     write_report(path, report)

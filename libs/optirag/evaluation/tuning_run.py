@@ -1,5 +1,8 @@
-"""Few-shot LoRA tuning of the scorer on a variant's training prompts (the body of
-``jobs.train_scorer``); the result is a model version under ``scorer/<variant>``."""
+"""LoRA tuning of the scorer on a variant's training prompts (the body of
+``jobs.train_scorer``); the result is a model version under ``scorer/<variant>``.
+
+With ``model.tuning.patience`` the variant's valid prompts (a seeded subset of
+``tuning.valid_examples``) pick the epoch that is kept (early stopping on the valid AUC)."""
 from __future__ import annotations
 
 import logging
@@ -39,14 +42,20 @@ def train_scorer(spark: SparkSession, cfg: Config, variant: str, seed: int | Non
         raise FileNotFoundError(f"no training prompts for variant {variant!r} in "
                                 f"{cfg.dataset_lake()}/prompts: run jobs.build_prompts first")
     train = seeded_subset(train, ecfg.train_examples, ecfg.seed)
+    valid = None
+    if mcfg.tuning.patience:
+        valid = seeded_subset(read_prompts(spark, cfg, variant, ["valid"]), mcfg.tuning.valid_examples,
+                              ecfg.seed)
+        valid = list(zip(valid["text"], valid["label"].astype(int))) or None
     model, tokenizer = load_model(mcfg)
     answer = answer_tokens(tokenizer, mcfg.answer)
     check_answer_boundary(tokenizer, train["text"].iloc[0], mcfg.answer)
     examples = list(zip(train["text"], train["label"].astype(int)))
-    log.info("tuning %s on %d %s prompts (mean %.0f tokens)", mcfg.name, len(examples), variant,
-             train["n_tokens"].mean())
+    log.info("tuning %s (%s) on %d %s prompts (mean %.0f tokens)%s", mcfg.name,
+             next(model.parameters()).dtype, len(examples), variant, train["n_tokens"].mean(),
+             f", early stopping on {len(valid)} valid prompts" if valid else "")
     started = time.time()
-    result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer)
+    result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer, valid)
     train_seconds = time.time() - started
     retriever_versions = sorted({v for v in train["retriever_version"] if isinstance(v, str)})
     info = {
@@ -57,6 +66,11 @@ def train_scorer(spark: SparkSession, cfg: Config, variant: str, seed: int | Non
         "train_positive_rate": round(float(train["label"].mean()), 4),
         "train_mean_prompt_tokens": round(float(train["n_tokens"].mean()), 1),
         "train_seconds": round(train_seconds, 1),
+        "cache_seconds": result.cache_seconds,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "valid_examples": len(valid) if valid else 0,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "losses": [round(x, 5) for x in result.losses],
         "torch_threads": torch.get_num_threads(),
     }

@@ -33,15 +33,25 @@ class AnswerConfig(_Section):
 
 
 class TuningConfig(_Section):
-    """Few-shot LoRA instruction tuning (paper 5.2, L_CE)."""
+    """LoRA instruction tuning (paper 5.2, L_CE); see optirag.llm.tuning."""
     rank: int = 8
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    # First decoder layer (1-based) with adapters; the layers below stay frozen and, with
+    # cache_frozen, run once per example (optirag.llm.layerwise). null: every layer.
+    trainable_from: int | None = Field(None, ge=1)
+    cache_frozen: bool = True
     lr: float = 3e-4
     weight_decay: float = 0.0
+    warmup_steps: int = Field(0, ge=0)        # linear warm-up, then `schedule`
+    schedule: Literal["constant", "cosine"] = "constant"
     loss: Literal["full_vocab", "yes_no"] = "full_vocab"   # see optirag.llm.tuning
     epochs: int = 1
+    # Early stopping on the valid AUC (TALLRec): stop after this many epochs without a
+    # better one and keep the best epoch's adapters; null: no validation, keep the last.
+    patience: int | None = Field(None, ge=1)
+    valid_examples: int | None = Field(None, ge=1)   # seeded valid subset; null: all
     batch_size: int = 4
     grad_accum_steps: int = 1
     max_length: int = 512
@@ -62,7 +72,10 @@ class ModelConfig(_Section):
     gguf_file: str | None = "SmolLM2-135M-Instruct.Q4_1.gguf"
     # Converted models go to <cache_dir>/<name>; outside the repo.
     cache_dir: str = "~/.cache/optirag/models"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # auto: bfloat16 where the device computes it natively (CUDA; CPUs with AVX-512 BF16 or
+    # AMX), else float32 (optirag.llm.loading.resolve_dtype). Scoring, tuning, exit heads
+    # and their calibration all run in the resolved dtype.
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
     device: str = "cpu"
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     # Prompts longer than this are cut from the left so the answer position survives.
@@ -77,11 +90,17 @@ class ModelConfig(_Section):
 
 
 def read_recipe(recipe: str, conf_dir: Path | None = None) -> dict[str, Any]:
-    """The raw `conf/models/<recipe>.yaml` layer (for callers that have no dataset/env)."""
-    path = (conf_dir or CONF_DIR) / "models" / f"{recipe}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown model recipe {recipe!r}: {path} not found")
-    return read_yaml(path)
+    """The raw `conf/models/<recipe>.yaml` layer (for callers that have no dataset/env);
+    `a+b` stacks recipe files left to right (b's keys win), as load_config does."""
+    from optirag.config import deep_merge
+
+    data: dict[str, Any] = {}
+    for layer in recipe.split("+"):
+        path = (conf_dir or CONF_DIR) / "models" / f"{layer}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown model recipe {layer!r}: {path} not found")
+        data = deep_merge(data, read_yaml(path))
+    return data
 
 
 def model_config_from_recipe(recipe: str, conf_dir: Path | None = None) -> ModelConfig:

@@ -151,8 +151,28 @@ def prepare_default(recipe: str = "cpu-small") -> Path:
     return path
 
 
-def torch_dtype(name: str) -> torch.dtype:
-    return DTYPES[name]
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with AVX-512 BF16 or AMX (oneDNN runs bf16 matmuls there at about
+    twice the fp32 rate; elsewhere bf16 is emulated and slower than fp32)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f" {flag}" in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_dtype(name: str, device: str = "cpu") -> str:
+    """`model.dtype` with `auto` resolved: bfloat16 on CUDA or a CPU that computes it
+    natively, else float32."""
+    if name != "auto":
+        return name
+    if str(device).startswith("cuda") or (str(device) == "cpu" and cpu_has_native_bf16()):
+        return "bfloat16"
+    return "float32"
+
+
+def torch_dtype(name: str, device: str = "cpu") -> torch.dtype:
+    return DTYPES[resolve_dtype(name, device)]
 
 
 def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
@@ -169,7 +189,7 @@ def load_model_from(
     """(model, tokenizer) from a local HF folder, with dtype/device/attention from config."""
     model = AutoModelForCausalLM.from_pretrained(
         folder,
-        dtype=torch_dtype(model_cfg.dtype),
+        dtype=torch_dtype(model_cfg.dtype, model_cfg.device),
         attn_implementation=model_cfg.attn_implementation,
         local_files_only=True,
     )

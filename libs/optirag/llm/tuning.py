@@ -1,11 +1,15 @@
-"""Few-shot LoRA instruction tuning for Yes/No CTR (paper 5.2, L_CE = -log p(y|x)).
+"""LoRA instruction tuning for Yes/No CTR (paper 5.2, L_CE = -log p(y|x)).
+
+    prompts -> length buckets -> [frozen layers, once] -> LoRA layers -> (No, Yes) logits
+            -> CE -> AdamW (warm-up, schedule) -> per epoch: valid AUC -> keep the best
 
 The loss is the cross-entropy at the answer position (the prompt's last real token) with
 target token "Yes" (label 1) or "No" (label 0); only that position's logits are computed.
 `loss: full_vocab` is the paper's -log p(y|x) over the whole vocabulary; `loss: yes_no` is
 the same cross-entropy over the two answer logits only, i.e. the log loss of the CTR that is
-served: with a few hundred CPU examples it spends no steps learning the answer format.
-fp32 on CPU (seeded, deterministic), bf16 autocast on CUDA.
+served: it spends no steps learning the answer format. The model trains in the dtype it was
+loaded in (bf16 on a CPU with native bf16, see optirag.llm.loading), adapters in fp32;
+seeded and deterministic on CPU.
 
 A tuned model is saved into one folder: weights (merged, or the LoRA adapter only) as
 safetensors, the tokenizer, and `meta.json` (model version, data version, base model,
@@ -17,22 +21,31 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import math
+import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import peft
 import torch
 import transformers
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from peft import (
+    LoraConfig, PeftModel, TaskType, get_peft_model, get_peft_model_state_dict,
+    set_peft_model_state_dict,
+)
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from optirag.artifacts import atomic_folder
 from optirag.llm.config import ModelConfig, TuningConfig
+from optirag.llm.layerwise import frozen_bottom, length_buckets, top_logits
 from optirag.llm.loading import load_model_from, prepare_model
-from optirag.llm.scoring import AnswerTokens, answer_logits, encode_prompts, last_hidden
+from optirag.llm.scoring import (
+    AnswerTokens, answer_logits, encode_prompts, last_hidden, yes_probability,
+)
 
 META_FILE = "meta.json"
 
@@ -64,11 +77,28 @@ def answer_loss(
 class TuneResult:
     model: PeftModel          # the LoRA-wrapped model, in eval mode
     losses: list[float]       # one per optimizer step
+    epochs: list[dict] = field(default_factory=list)   # per epoch: loss, valid AUC, seconds
+    best_epoch: int | None = None    # the epoch kept (early stopping on the valid AUC)
+    cache_seconds: float = 0.0       # the frozen layers' one pass over train + valid
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    order = torch.randperm(n, generator=generator)
-    return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+def _schedule(tuning: TuningConfig, total_steps: int):
+    """Linear warm-up over `warmup_steps`, then constant or cosine decay to 0 at the end."""
+    def factor(step: int) -> float:
+        if tuning.warmup_steps and step < tuning.warmup_steps:
+            return (step + 1) / tuning.warmup_steps
+        if tuning.schedule == "cosine":
+            done = (step - tuning.warmup_steps) / max(1, total_steps - tuning.warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+        return 1.0
+    return factor
+
+
+def _unpadded(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_length: int):
+    """Token ids as the scorer sees them (a prompt over max_length loses its beginning)."""
+    input_ids, mask = encode_prompts(tokenizer, prompts, max_length)
+    for row, n in zip(input_ids, mask.sum(1)):
+        yield row[: int(n)].tolist()
 
 
 def tune_lora(
@@ -77,52 +107,115 @@ def tune_lora(
     examples: Sequence[tuple[str, int]],
     tuning: TuningConfig,
     answer: AnswerTokens,
+    valid: Sequence[tuple[str, int]] | None = None,
 ) -> TuneResult:
-    """LoRA-tune `model` (modified in place: adapters are injected) on (prompt, label) pairs."""
+    """LoRA-tune `model` (modified in place: adapters are injected) on (prompt, label) pairs.
+
+    Adapters go on the layers from `tuning.trainable_from` up; the frozen layers below run
+    once per example when `cache_frozen` (optirag.llm.layerwise). Batches are length
+    buckets in a seeded order. With `valid` pairs and `tuning.patience`, the valid AUC is
+    measured after every epoch and the best epoch's adapters are kept (early stopping)."""
+    from sklearn.metrics import roc_auc_score
+
     if not examples:
         raise ValueError("no tuning examples")
+    num_layers = model.config.num_hidden_layers
+    frozen = (tuning.trainable_from or 1) - 1
+    if frozen >= num_layers:
+        raise ValueError(f"tuning.trainable_from {tuning.trainable_from} leaves none of the "
+                         f"model's {num_layers} layers to tune")
     torch.manual_seed(tuning.seed)  # LoRA A init and dropout masks
     lora = LoraConfig(
         r=tuning.rank, lora_alpha=tuning.alpha, lora_dropout=tuning.dropout,
         target_modules=list(tuning.target_modules), bias="none", task_type=TaskType.CAUSAL_LM,
+        layers_to_transform=list(range(frozen, num_layers)) if frozen else None,
     )
     with _quiet_peft():
         peft_model = get_peft_model(model, lora)  # adapters in fp32 even on a bf16 base
     inner = peft_model.get_base_model()       # the causal LM with LoRA layers inside
-    device = next(inner.parameters()).device
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=tuning.lr, weight_decay=tuning.weight_decay)
     generator = torch.Generator().manual_seed(tuning.seed)
-    prompts = [p for p, _ in examples]
     labels = torch.tensor([int(y) for _, y in examples], dtype=torch.long)
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                              enabled=device.type == "cuda")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    full_vocab = tuning.loss == "full_vocab"
+    targets = torch.where(labels.bool(), answer.yes_id, answer.no_id) if full_vocab else labels
+
+    def buckets(pairs, label):
+        batches = length_buckets(list(_unpadded(tokenizer, [p for p, _ in pairs], tuning.max_length)),
+                                 tuning.batch_size, pad)
+        if frozen and tuning.cache_frozen:
+            for b in tqdm(batches, desc=f"{label}: layers 1-{frozen} (frozen, once)",
+                          disable=not tuning.progress):
+                b.bottom = frozen_bottom(inner, b, frozen)
+        return batches
+
+    started = time.time()
+    batches = buckets(examples, "train")
+    valid_batches = buckets(valid, "valid") if valid and tuning.patience else None
+    cache_seconds = time.time() - started
+    steps_per_epoch = math.ceil(len(batches) / tuning.grad_accum_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(tuning, tuning.epochs * steps_per_epoch))
+
+    def logits(batch):
+        bottom = batch.bottom if batch.bottom is not None else frozen_bottom(inner, batch, frozen)
+        return top_logits(inner, bottom, batch.last, frozen, answer, full_vocab)
+
+    @torch.no_grad()
+    def valid_auc() -> float | None:
+        y = np.array([int(v) for _, v in valid])
+        if np.unique(y).size < 2:
+            return None
+        p = np.empty(len(valid))
+        peft_model.eval()
+        for b in valid_batches:
+            p[b.index.numpy()] = yes_probability(logits(b)[:, list(answer.pair)] if full_vocab
+                                                 else logits(b)).double().numpy()
+        peft_model.train()
+        return float(roc_auc_score(y, p))
 
     losses: list[float] = []
+    epochs: list[dict] = []
+    best: tuple[float, int, dict] | None = None
     peft_model.train()
     for epoch in range(tuning.epochs):
-        batches = _batches(len(examples), tuning.batch_size, generator)
-        bar = tqdm(batches, desc=f"lora epoch {epoch + 1}/{tuning.epochs}",
-                   disable=not tuning.progress)
+        epoch_started = time.time()
+        order = torch.randperm(len(batches), generator=generator).tolist()
+        bar = tqdm(order, desc=f"lora epoch {epoch + 1}/{tuning.epochs}", disable=not tuning.progress)
         optimizer.zero_grad(set_to_none=True)
-        window = 0.0
-        for step, idx in enumerate(bar, start=1):
-            input_ids, attention_mask = encode_prompts(
-                tokenizer, [prompts[i] for i in idx], tuning.max_length, device
-            )
-            with autocast:
-                loss = answer_loss(inner, input_ids, attention_mask, labels[idx].to(device), answer,
-                                   tuning.loss)
+        window, total = 0.0, 0.0
+        for step, b in enumerate(bar, start=1):
+            batch = batches[b]
+            device = next(inner.parameters()).device
+            loss = torch.nn.functional.cross_entropy(logits(batch), targets[batch.index].to(device))
             (loss / tuning.grad_accum_steps).backward()
             window += loss.item() / tuning.grad_accum_steps
-            if step % tuning.grad_accum_steps == 0 or step == len(batches):
+            total += loss.item() * len(batch.index)
+            if step % tuning.grad_accum_steps == 0 or step == len(order):
                 optimizer.step()
+                scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 losses.append(window)
                 bar.set_postfix(loss=f"{window:.4f}")
                 window = 0.0
+        seconds = time.time() - epoch_started
+        record = {"epoch": epoch + 1, "loss": round(total / len(examples), 5),
+                  "seconds": round(seconds, 1), "examples_per_s": round(len(examples) / seconds, 2)}
+        if valid_batches is not None:
+            record["valid_auc"] = auc = valid_auc()
+            if auc is not None and (best is None or auc > best[0]):
+                best = (auc, epoch + 1, {k: v.detach().clone() for k, v in
+                                         get_peft_model_state_dict(peft_model).items()})
+        epochs.append(record)
+        if tuning.progress:
+            print(f"lora epoch {epoch + 1}: {record}", flush=True)
+        if best is not None and epoch + 1 - best[1] >= tuning.patience:
+            break
+    if best is not None and best[1] != len(epochs):
+        set_peft_model_state_dict(peft_model, best[2])
     peft_model.eval()
-    return TuneResult(model=peft_model, losses=losses)
+    return TuneResult(model=peft_model, losses=losses, epochs=epochs,
+                      best_epoch=best[1] if best else len(epochs), cache_seconds=round(cache_seconds, 1))
 
 
 @torch.no_grad()
@@ -173,7 +266,7 @@ def save_tuned(
     with atomic_folder(out_dir) as tmp:
         fmt = model_cfg.tuning.save
         if fmt == "merged":
-            model = result.model.merge_and_unload()
+            model = _merged_fp32(result.model, model_cfg)
             model.save_pretrained(tmp, safe_serialization=True)
         else:
             model = result.model
@@ -197,6 +290,22 @@ def save_tuned(
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return model, meta
+
+
+def _merged_fp32(peft_model: PeftModel, model_cfg: ModelConfig) -> PreTrainedModel:
+    """The adapters folded into fp32 weights. A base tuned in bf16 was rounded when loaded:
+    the adapters are merged into a fresh fp32 copy of it instead, so the saved weights are
+    the original ones plus the learned update, whatever dtype serves them later."""
+    base = peft_model.get_base_model()
+    if next(base.parameters()).dtype == torch.float32:
+        return peft_model.merge_and_unload()
+    fp32_cfg = model_cfg.model_copy(update={"dtype": "float32", "device": "cpu"})
+    fresh, _ = load_model_from(prepare_model(fp32_cfg), fp32_cfg)
+    adapter = get_peft_model_state_dict(peft_model)
+    with _quiet_peft():
+        fresh = get_peft_model(fresh, peft_model.peft_config["default"])
+    set_peft_model_state_dict(fresh, {k: v.float() for k, v in adapter.items()})
+    return fresh.merge_and_unload()
 
 
 def read_meta(folder: str | Path) -> dict:

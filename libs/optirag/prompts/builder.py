@@ -10,7 +10,9 @@ valid/test target):
   protocol its ``samples.history`` (the other items, all allowed); with the chronological
   one the user's newest ``history_max`` allowed interactions (``samples.history`` of a later
   held-out target would show the user's earlier held-out targets);
-* neighbours' items are their allowed interactions, newest first (ties: a seeded hash).
+* neighbours' items are their allowed interactions, newest first (ties: a seeded hash);
+* (evidence style) the similar users' ratings of the target are allowed interactions of
+  other users (``optirag.retrieval.raters``): never the user's own rating of its target.
 
 Only a seeded subset of the training split gets prompts (the few-shot tuning pool,
 ``prompts.train_fraction`` / ``train_max``); valid and test get all. The text is built in
@@ -53,13 +55,13 @@ def allowed_interactions(spark: SparkSession, lake: str) -> DataFrame:
 def item_texts(spark: SparkSession, lake: str, pcfg: PromptsConfig) -> DataFrame:
     """item_id -> full text (targets) and shortened-title text (context lines)."""
     def render(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from optirag.prompts.text import item_text
+        from optirag.prompts.text import context_item_text, item_text
         for df in frames:
             rows = df.to_dict("records")
             yield pd.DataFrame({
                 "item_id": df["item_id"],
                 "text": [item_text(r) for r in rows],
-                "ctx_text": [item_text(r, pcfg.context_title_chars) for r in rows],
+                "ctx_text": [context_item_text(r, pcfg) for r in rows],
             })
     items = read_table(spark, ITEMS, lake).select("item_id", "title", "author", "year", "genres")
     return items.mapInPandas(render, ITEM_TEXT_SCHEMA)
@@ -142,12 +144,27 @@ def _blocks(nb: DataFrame, samples: DataFrame, allowed: DataFrame, texts: DataFr
         F.struct("rank", "neighbour_user_id", "items"))).alias("blocks"))
 
 
-def _render_fn(pcfg: PromptsConfig, tokenizer_dir: str, rating_max: float, variant: str,
-               retriever_version: str | None):
+def similar_raters(spark: SparkSession, cfg: Config, variant: str, version: str):
+    """The target-aware retrieval of the evidence style for a retriever variant: its model
+    version's user embedding over the graph's raters (optirag.retrieval.raters)."""
+    from optirag import registry
+    from optirag.retrieval.raters import SimilarRaters
+
+    folder = registry.version_dir(cfg, f"retriever/{variant}", version)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the {variant} neighbours were made by model {version}, but "
+                                f"{folder} is gone: re-run jobs.train_retriever --retriever {variant}")
+    edges = allowed_interactions(spark, cfg.dataset_lake()).select("user_id", "item_id", "rating")
+    return SimilarRaters.from_folder(folder, edges.toPandas())
+
+
+def _render_fn(pcfg: PromptsConfig, tokenizer_dir: str, scale, variant: str,
+               retriever_version: str | None, suffix):
+    """mapInPandas body: one prompt per row (`suffix`: a prompts.text.SuffixBuilder)."""
     def render(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from transformers import AutoTokenizer
 
-        from optirag.prompts.text import build_prefix, build_suffix, count_tokens, interactions
+        from optirag.prompts.text import build_prefix, count_tokens, interactions
 
         tok = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
 
@@ -159,11 +176,13 @@ def _render_fn(pcfg: PromptsConfig, tokenizer_dir: str, rating_max: float, varia
                 blocks = [interactions(b["items"]) for b in (r.blocks if r.blocks is not None else [])]
                 key = (r.user_id, tuple(hist), tuple(tuple(b) for b in blocks))
                 if key not in prefixes:
-                    prefixes[key] = build_prefix(hist, blocks, pcfg, tok, rating_max)
+                    prefixes[key] = build_prefix(hist, blocks, pcfg, tok, scale)
                 prefix = prefixes[key]
-                text = prefix.text + build_suffix(r.target_text, pcfg)
+                end, shown = suffix(r.user_id, r.item_id, r.target_text)
+                text = prefix.text + end
+                n_similar = prefix.n_neighbours if shown is None else shown
                 out.append((variant, r.sample_id, r.user_id, r.item_id, int(r.label), r.split,
-                            retriever_version, prefix.n_neighbours, prefix.n_history, text,
+                            retriever_version, n_similar, prefix.n_history, text,
                             count_tokens(tok, text)))
             yield pd.DataFrame(out, columns=PROMPTS.schema.fieldNames())
     return render
@@ -188,10 +207,10 @@ def prompt_frame(spark: SparkSession, cfg: Config, variant: str, splits: Sequenc
     frame = (samples.select("sample_id", "user_id", "item_id", "label", "split")
              .join(hist, "sample_id", "left")
              .join(texts.select("item_id", F.col("text").alias("target_text")), "item_id", "left"))
-    retriever_version = None
+    retriever_version, raters = None, None
+    no_blocks = F.lit(None).cast(f"array<struct<rank:int,neighbour_user_id:string,items:array<{_ENTRY}>>>")
     if variant == "none":
-        frame = frame.withColumn("blocks", F.lit(None).cast(
-            f"array<struct<rank:int,neighbour_user_id:string,items:array<{_ENTRY}>>>"))
+        frame = frame.withColumn("blocks", no_blocks)
     else:
         nb = neighbours_partition(spark, lake, variant)
         if nb is None:
@@ -202,12 +221,18 @@ def prompt_frame(spark: SparkSession, cfg: Config, variant: str, splits: Sequenc
         if len(found) != 1:
             raise ConfigError(f"neighbours retriever={variant!r} mixes model versions {found}")
         retriever_version = found[0]
-        frame = frame.join(_blocks(nb, samples, allowed, texts, pcfg), "user_id", "left")
+        if pcfg.style == "evidence":
+            raters = similar_raters(spark, cfg, variant, retriever_version)
+            frame = frame.withColumn("blocks", no_blocks)
+        else:
+            frame = frame.join(_blocks(nb, samples, allowed, texts, pcfg), "user_id", "left")
     missing = frame.where(F.col("target_text").isNull()).count()
     if missing:
         raise ValueError(f"{missing} samples have a target item missing from `items`")
-    render = _render_fn(pcfg, tokenizer_dir, float(cfg.dataset.rating_max), variant,
-                        retriever_version)
+    from optirag.prompts.text import RatingScale, SuffixBuilder  # torch: only when rendering
+
+    render = _render_fn(pcfg, tokenizer_dir, RatingScale.of(cfg.dataset), variant,
+                        retriever_version, SuffixBuilder(pcfg, raters))
     return frame.repartition(4, "user_id").mapInPandas(render, PROMPTS.schema), retriever_version
 
 

@@ -15,20 +15,30 @@ VARIANTS = ("none", *RETRIEVERS)
 class PromptsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # {rating_max} is filled from the dataset config (10 for BookCrossing, 5 for MovieLens).
-    instruction: str = ("Predict whether the user will like the target item. Ratings are "
-                        "out of {rating_max:g}.")
+    # evidence: summary + liked/disliked groups, similar users' ratings of the target in the
+    # suffix; paper: the paper's layout (see optirag.prompts.text).
+    style: Literal["evidence", "paper"] = "evidence"
+    # {rating_max}, {liked_from} (dataset.positive_threshold) and {noun} are filled in.
+    instruction: str = ("Predict whether the user will like the target {noun} (ratings out of "
+                        "{rating_max:g}; {liked_from:g} or more = liked). Answer Yes or No.")
+    item_noun: str = "item"                        # "book", "movie": set per dataset
+    # How history/neighbour items are shown: full (title, author, year), short (title +
+    # author surname) or author (surname only; the title where there is no author).
+    context_item: Literal["full", "short", "author"] = "short"
+    raters_line: str = "Similar users rated it: {ratings} (average {average:.1f})"
+    no_raters: str = "No similar user rated it."
     neighbours_header: str = "Similar users' ratings:"
     history_header: str = "This user's ratings, oldest first:"
     no_history: str = "This user has no ratings yet."
     target_line: str = "Target: {item}"
     # The suffix ends with answer_cue; the next token must be the answer word (checked
-    # against the tokenizer by `check_answer_boundary`).
+    # against the tokenizer by `check_answer_boundary`). The question: paper style only
+    # (the evidence instruction asks it once, in the prefix).
     question: str = "Will the user like the target item? Answer Yes or No."
     answer_cue: str = "Answer:\n"
     # What an interaction line shows: the rating, the binarised label, or both.
     show: Literal["both", "rating", "label"] = "both"
-    k: int = Field(4, ge=0)                        # neighbours per user (paper: four)
+    k: int = Field(4, ge=0)                        # similar users shown (paper: four)
     items_per_neighbour: int = Field(3, ge=1)      # most recent first
     history_max: int = Field(15, ge=0)             # paper: up to 15 items
     # Titles of context items (history, neighbours) are shortened to this many characters;

@@ -1,13 +1,29 @@
-"""Pure prompt text functions: item text, the per-user prefix, the per-item suffix.
+"""Pure prompt text functions: item text, the per-user prefix, the per-candidate suffix.
 
-A prompt is ``prefix + suffix``:
+A prompt is ``prefix + suffix``; the prefix never depends on the target, so a scoring job
+builds it once per user and reuses it (and its KV cache) for every candidate item. The
+prompt ends exactly where the next token is the answer word (:func:`check_answer_boundary`).
+Two styles (``prompts.style``):
 
-* ``prefix`` = instruction, the retrieved similar users' interactions (nearest user first,
-  each user's most recent items first), then the user's own history (oldest first). It
-  does not depend on the target, so a scoring job builds it once per user and reuses it
-  (and its KV cache) for every candidate item.
-* ``suffix`` = the target item line, the question and the answer cue; the prompt ends
-  exactly where the next token is the answer word (see :func:`check_answer_boundary`).
+``evidence`` (default: what a small model learns from)::
+
+    prefix  instruction (scale, what "liked" means, "Answer Yes or No.")
+            User's ratings: average 7.6, 9/15 liked          <- the history's summary
+            Liked: Dune (Herbert) 9; Emma (Austen) 8; ...     <- oldest first per group
+            Disliked: Ulysses (Joyce) 4; ...
+    suffix  Target: <full item text>
+            Similar users rated it: 9, 8, 10, 6 (average 8.2) <- retrieval variants only
+            Answer:
+
+  The similar users are the target's raters closest to the user in the retriever's
+  embedding (:mod:`optirag.retrieval.raters`), so their line depends on the candidate and
+  sits in the suffix; the `none` variant (no retrieval) has no such line.
+
+``paper`` (the paper's layout, for its few-shot setting)::
+
+    prefix  instruction; "Similar users' ratings:" User A: - item: 8/10, liked ...
+            (the k nearest users' newest items); the user's history, one line per item
+    suffix  Target: <item>; the question; Answer:
 
 Token budget (:func:`fit_prefix`): the prefix is kept within ``token_budget -
 suffix_reserve`` tokens of the real tokenizer by dropping the least useful parts first:
@@ -23,6 +39,7 @@ prompt exceed the budget; the builder reports how many do).
 """
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +71,17 @@ def interactions(rows: Sequence[Mapping] | None) -> list[Interaction]:
             for e in (rows if rows is not None else [])]
 
 
+class RatingScale(NamedTuple):
+    """The dataset's rating scale as prompts state it: out of `rating_max`, liked from
+    `liked_from` (= dataset.positive_threshold, the label's own rule)."""
+    rating_max: float
+    liked_from: float
+
+    @classmethod
+    def of(cls, dataset: Any) -> "RatingScale":
+        return cls(float(dataset.rating_max), float(dataset.positive_threshold))
+
+
 class Prefix(NamedTuple):
     text: str
     n_tokens: int
@@ -69,12 +97,18 @@ def _present(value: Any) -> bool:
     return not (isinstance(value, str) and not value.strip())
 
 
+def _title(row: Mapping[str, Any], title_chars: int | None) -> str:
+    # raw titles carry HTML entities ("Angels &amp; Demons"): spend no tokens on them
+    title = html.unescape(str(row["title"])).strip()
+    if title_chars is not None and len(title) > title_chars:
+        title = title[: title_chars - 3].rstrip() + "..."
+    return title
+
+
 def item_text(row: Mapping[str, Any], title_chars: int | None = None) -> str:
     """`Title (Author, Year; Genre, Genre)` from an `items` row; absent fields are left out.
     `title_chars` shortens the title (context items only, never the target)."""
-    title = str(row["title"]).strip()
-    if title_chars is not None and len(title) > title_chars:
-        title = title[: title_chars - 3].rstrip() + "..."
+    title = _title(row, title_chars)
     parts = []
     if _present(row.get("author")):
         parts.append(str(row["author"]).strip())
@@ -89,6 +123,20 @@ def item_text(row: Mapping[str, Any], title_chars: int | None = None) -> str:
     return f"{title} ({inside})" if inside else title
 
 
+def context_item_text(row: Mapping[str, Any], cfg: PromptsConfig) -> str:
+    """How a history or neighbour item is shown (`prompts.context_item`): `full` (item_text
+    with a shortened title), `short` (shortened title + the author's surname) or `author`
+    (the surname alone; the shortened title for items without an author)."""
+    if cfg.context_item == "full":
+        return item_text(row, cfg.context_title_chars)
+    title = _title(row, cfg.context_title_chars)
+    author = html.unescape(str(row.get("author") or "")).split()
+    surname = author[-1].title() if author else ""
+    if not surname:
+        return title
+    return surname if cfg.context_item == "author" else f"{title} ({surname})"
+
+
 def interaction_line(it: Interaction, cfg: PromptsConfig, rating_max: float) -> str:
     shown = []
     if cfg.show in ("both", "rating") and it.rating is not None:
@@ -98,9 +146,38 @@ def interaction_line(it: Interaction, cfg: PromptsConfig, rating_max: float) -> 
     return f"- {it.text}: {', '.join(shown)}" if shown else f"- {it.text}"
 
 
+def instruction(cfg: PromptsConfig, scale: RatingScale) -> str:
+    return cfg.instruction.format(rating_max=scale.rating_max, liked_from=scale.liked_from,
+                                  noun=cfg.item_noun)
+
+
+def _liked(it: Interaction, scale: RatingScale) -> bool:
+    return bool(it.label) if it.label is not None else (it.rating or 0) >= scale.liked_from
+
+
+def _evidence_lines(history: Sequence[Interaction], scale: RatingScale) -> list[str]:
+    """The history's summary line, then the liked and the disliked items (oldest first)."""
+    if not history:
+        return []
+    rated = [it.rating for it in history if it.rating is not None]
+    liked = [it for it in history if _liked(it, scale)]
+    summary = f"{len(liked)}/{len(history)} liked"
+    if rated:
+        summary = f"average {sum(rated) / len(rated):.1f}, {summary}"
+    lines = [f"User's ratings: {summary}"]
+    for head, group in (("Liked", liked), ("Disliked", [it for it in history if not _liked(it, scale)])):
+        if group:
+            lines.append(f"{head}: " + "; ".join(
+                it.text if it.rating is None else f"{it.text} {it.rating:g}" for it in group))
+    return lines
+
+
 def _prefix_lines(history: Sequence[Interaction], blocks: Sequence[Sequence[Interaction]],
-                  cfg: PromptsConfig, rating_max: float) -> list[str]:
-    lines = [cfg.instruction.format(rating_max=rating_max)]
+                  cfg: PromptsConfig, scale: RatingScale) -> list[str]:
+    lines = [instruction(cfg, scale)]
+    rating_max = scale.rating_max
+    if cfg.style == "evidence":
+        return lines + (_evidence_lines(history, scale) or [cfg.no_history])
     blocks = [b for b in blocks if b]
     if blocks:
         lines.append(cfg.neighbours_header)
@@ -116,14 +193,51 @@ def _prefix_lines(history: Sequence[Interaction], blocks: Sequence[Sequence[Inte
 
 
 def render_prefix(history: Sequence[Interaction], blocks: Sequence[Sequence[Interaction]],
-                  cfg: PromptsConfig, rating_max: float) -> str:
+                  cfg: PromptsConfig, scale: RatingScale) -> str:
     """The prefix text, untrimmed; every line ends with a newline."""
-    return "".join(line + "\n" for line in _prefix_lines(history, blocks, cfg, rating_max))
+    return "".join(line + "\n" for line in _prefix_lines(history, blocks, cfg, scale))
 
 
-def build_suffix(target_text: str, cfg: PromptsConfig) -> str:
-    """Target line + question + answer cue: the target-dependent end of the prompt."""
-    return f"{cfg.target_line.format(item=target_text)}\n{cfg.question}\n{cfg.answer_cue}"
+def raters_line(ratings: Sequence[float], cfg: PromptsConfig) -> str:
+    """The similar users' ratings of the target, most similar first, and their mean."""
+    if not ratings:
+        return cfg.no_raters
+    shown = ", ".join(f"{r:g}" for r in ratings)
+    return cfg.raters_line.format(ratings=shown, average=sum(ratings) / len(ratings))
+
+
+def build_suffix(target_text: str, cfg: PromptsConfig, raters: Sequence[float] | None = None) -> str:
+    """The candidate-dependent end of the prompt: the target line, (evidence style) the
+    similar users' ratings of it when `raters` is given (None: a variant without
+    retrieval), (paper style) the question, then the answer cue."""
+    lines = [cfg.target_line.format(item=target_text)]
+    if cfg.style == "evidence":
+        if raters is not None:
+            lines.append(raters_line(raters, cfg))
+    else:
+        lines.append(cfg.question)
+    return "\n".join(lines) + "\n" + cfg.answer_cue
+
+
+@dataclass(frozen=True)
+class SuffixBuilder:
+    """The suffix of a (user, candidate) pair, for evaluation prompts and nightly scoring
+    alike. `raters` (optirag.retrieval.raters.SimilarRaters; evidence style with a
+    retriever) adds the user's most similar raters of the candidate; None adds nothing."""
+    cfg: PromptsConfig
+    raters: Any = None
+
+    @property
+    def per_user(self) -> bool:
+        """True when the suffix depends on the user, not only on the candidate item."""
+        return self.raters is not None
+
+    def __call__(self, user_id: str, item_id: str, target_text: str) -> tuple[str, int | None]:
+        """(suffix text, similar users shown; None without retrieval)."""
+        if self.raters is None:
+            return build_suffix(target_text, self.cfg), None
+        shown = [rating for rating, _ in self.raters.top_k(user_id, item_id, self.cfg.k)]
+        return build_suffix(target_text, self.cfg, shown), len(shown)
 
 
 def trim_steps(history: Sequence[Interaction], blocks: Sequence[Sequence[Interaction]],
@@ -164,17 +278,19 @@ def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
 
 def build_prefix(history: Sequence[Interaction], neighbour_blocks: Sequence[Sequence[Interaction]],
                  cfg: PromptsConfig, tokenizer: PreTrainedTokenizerBase,
-                 rating_max: float) -> Prefix:
+                 scale: RatingScale) -> Prefix:
     """The prefix within ``cfg.prefix_budget()`` tokens (see the module docstring).
 
     `history` is oldest first and already capped at `history_max` by the caller's
     leakage-safe selection (only the newest `history_max` are kept here again);
-    `neighbour_blocks` is nearest user first, each user's items most recent first.
+    `neighbour_blocks` is nearest user first, each user's items most recent first (paper
+    style only: the evidence style shows similar users in the suffix instead).
     Line token counts are summed to skip quickly past states that cannot fit; every
     accepted state is then counted exactly on the rendered text.
     """
     history = list(history)[-cfg.history_max:] if cfg.history_max else []
-    blocks = [list(b)[: cfg.items_per_neighbour] for b in neighbour_blocks[: cfg.k]]
+    blocks = ([] if cfg.style == "evidence" else
+              [list(b)[: cfg.items_per_neighbour] for b in neighbour_blocks[: cfg.k]])
     limit = cfg.prefix_budget()
     special = count_tokens(tokenizer, "")
     cache: dict[str, int] = {}
@@ -189,14 +305,14 @@ def build_prefix(history: Sequence[Interaction], neighbour_blocks: Sequence[Sequ
     last = None
     for hist, blks in trim_steps(history, blocks, cfg):
         last = (hist, blks)
-        if estimate(_prefix_lines(hist, blks, cfg, rating_max)) > limit:
+        if estimate(_prefix_lines(hist, blks, cfg, scale)) > limit:
             continue
-        text = render_prefix(hist, blks, cfg, rating_max)
+        text = render_prefix(hist, blks, cfg, scale)
         n = count_tokens(tokenizer, text)
         if n <= limit:
             return Prefix(text, n, len(hist), sum(1 for b in blks if b))
     hist, blks = last  # only the instruction left and still over: keep it, report the size
-    text = render_prefix(hist, blks, cfg, rating_max)
+    text = render_prefix(hist, blks, cfg, scale)
     return Prefix(text, count_tokens(tokenizer, text), 0, 0)
 
 

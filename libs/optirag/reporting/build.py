@@ -10,7 +10,7 @@ from pathlib import Path
 from optirag.evaluation.replicas import replica_seeds
 from optirag.reporting import figures, paper
 from optirag.reporting import numbers as N
-from optirag.reporting.inputs import ReportInputs, pick
+from optirag.reporting.inputs import ReportInputs, for_dataset, pick
 from optirag.reporting.missing import MIN_TEST_NEGATIVES
 
 NOT_RUN = "not run"
@@ -25,8 +25,16 @@ def fmt(v: N.Value | float | None) -> str:
         return NOT_RUN
     if isinstance(v, N.Value):
         spread = f" ± {v.std:.2f}" if v.std is not None and v.n > 1 else ""
-        return f"{v.mean:.2f}{spread}" + (f" (n={v.n})" if v.n > 1 else "")
+        interval = f" [{v.ci[0]:.1f}, {v.ci[1]:.1f}]" if v.ci else ""
+        return f"{v.mean:.2f}{spread}{interval}" + (f" (n={v.n})" if v.n > 1 else "")
     return f"{v:.2f}"
+
+
+def _difference(label: str, d: dict) -> str:
+    lo, hi = (100 * x for x in d["ci95"])
+    verdict = "excludes 0" if d["excludes_zero"] else "includes 0: not a significant difference"
+    return (f"- {label}: {100 * d['diff']:+.2f} points, paired 95% bootstrap interval "
+            f"[{lo:+.2f}, {hi:+.2f}] on the same {d['n']} test rows ({verdict}).")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -74,30 +82,38 @@ def _llm_cell(inputs: ReportInputs, dataset: str, value: N.Value | float | None)
     return fmt(value) if value is not None or dataset not in inputs.llm_skipped else inputs.llm_skipped[dataset]
 
 
+def _llm_category(inputs: ReportInputs, dataset: str) -> str:
+    """Few-shot (< 10% of the train split, the paper's setting) or full-shot LLM rows."""
+    share = N.train_share(inputs, dataset, "gcn") or N.train_share(inputs, dataset, "none")
+    return "Few-shot" if share is None or share < 0.1 else "Full-shot"
+
+
 def table2(inputs: ReportInputs) -> tuple[list[str], list[str]]:
     lines, sentences = ["## Table 2: AUC per model (test split)", "",
                         "Full-shot baselines: trained on the whole train split, mean ± std over seeds. "
-                        "Few-shot LLM rows: the scorer tuned per prompt variant, mean ± std over tuning "
-                        "seeds (n shown; same prompts and training examples, another LoRA init, dropout "
-                        "and example order); GCN-earlyexit: each of those scorers with its own exit "
-                        "heads, the exit rule (τ, m) chosen on the valid rows and applied to the same "
-                        "test rows. AUC x 100.", ""], []
+                        "LLM rows: the scorer tuned per prompt variant and scored on every test row; "
+                        "one tuning seed: [95% bootstrap interval over the test rows], several: "
+                        "mean ± std over tuning seeds (n shown). GCN-earlyexit: that scorer with its "
+                        "exit heads, the exit rule (τ, m) chosen on the valid rows and applied to the "
+                        "same test rows. AUC x 100.", ""], []
     for d in inputs.datasets:
         pds = paper.PAPER_DATASET.get(d)
         rows, base_ours, base_pub = [], {}, {}
+        llm = _llm_category(inputs, d)
         entries = ([("Full-shot", name, N.baseline_auc(inputs, d, key)) for name, key in N.BASELINES]
                    + [("Zero-shot", "SmolLM2 untuned (no retrieval)", N.llm_auc(inputs, d, "zero_shot/none"))]
-                   + [("Few-shot", name, N.llm_auc(inputs, d, key)) for name, key in N.LLM_RUNS]
-                   + [("Few-shot", "GCN-earlyexit", N.early_exit_auc(inputs, d))])
+                   + [(llm, name, N.llm_auc(inputs, d, key)) for name, key in N.LLM_RUNS]
+                   + [(llm, "GCN-earlyexit", N.early_exit_auc(inputs, d))])
         for cat, name, ours in entries:
             pub = paper.TABLE2.get(name, {}).get(pds) if pds else None
             delta = f"{ours.mean - pub:+.2f}" if ours is not None and pub is not None else ""
-            cell = fmt(ours) if cat == "Full-shot" else _llm_cell(inputs, d, ours)
+            cell = fmt(ours) if (cat, name) in {("Full-shot", n) for n, _ in N.BASELINES} \
+                else _llm_cell(inputs, d, ours)
             rows.append([cat, name, cell, fmt(pub) if pub is not None else "—", delta])
             s = compare(name, d, ours, pub, pds, _few_negatives(inputs, d))
             if s:
                 sentences.append(s)
-            if cat == "Full-shot":
+            if name in dict(N.BASELINES):
                 base_ours[name], base_pub[name] = ours, pub
         lines += [f"### {d}" + (f" (paper: {pds})" if pds else " (no counterpart in the paper)"), ""]
         n_test, pos = pick(inputs.baselines.get(d), "split_sizes.test"), pick(inputs.baselines.get(d), "test_positive_rate")
@@ -107,12 +123,20 @@ def table2(inputs: ReportInputs) -> tuple[list[str], list[str]]:
             lines += [f"Test split: {n_test} samples, {100 * pos:.1f}% positive "
                       f"({neg} negative{'' if neg == 1 else 's'}).", ""]
         lines += _table(["Category", "Model", "Ours AUC", "Paper AUC", "Δ"], rows)
-        se, n_llm = N.auc_standard_error(inputs, d, "gcn"), pick(N.llm_run(inputs, d, "gcn"), "metrics.test.n")
-        if se:
-            # the LLM rows are scored on a subset: say how much of a gap is chance
-            lines += [f"LLM rows: {n_llm} test samples each; the standard error of one such AUC is about "
-                      f"{se:.1f} points (Hanley-McNeil), so gaps under ~{2 * se:.0f} points between them "
-                      f"are within chance.", ""]
+        share, n_train = N.train_share(inputs, d, "gcn"), pick(N.llm_run(inputs, d, "gcn"), "train_examples")
+        if share is not None:
+            lines += [f"LLM rows tuned on {n_train:,} training examples ({100 * share:.0f}% of the "
+                      "train split; the paper's few-shot setting is < 10%).", ""]
+        diffs = N.paired_differences(inputs, d)
+        if diffs:
+            lines += ["Paired differences (AUC x 100, both scorers on the same test rows, rows "
+                      "resampled together):", "", *[_difference(label, x) for label, x in diffs], ""]
+        else:
+            se, n_llm = N.auc_standard_error(inputs, d, "gcn"), pick(N.llm_run(inputs, d, "gcn"), "metrics.test.n")
+            if se:  # an eval file without comparisons: say how much of a gap is chance
+                lines += [f"LLM rows: {n_llm} test samples each; the standard error of one such AUC is "
+                          f"about {se:.1f} points (Hanley-McNeil), so gaps under ~{2 * se:.0f} points "
+                          "between them are within chance.", ""]
         rank = None if _few_negatives(inputs, d) else _rank_sentence(d, base_ours, base_pub)
         if rank:
             sentences.append(rank)
@@ -193,6 +217,33 @@ def table4(inputs: ReportInputs) -> tuple[list[str], list[str]]:
     return lines + [""], sentences
 
 
+def learning_curve_section(inputs: ReportInputs) -> list[str]:
+    """The scorer's test AUC and wall time against its training set size (jobs.bench_tuning)."""
+    lines = ["## Scorer tuning: learning curve", "",
+             "Test AUC x 100 [95% bootstrap interval] of the scorer tuned on the first n of its "
+             "seeded training prompts with the recipe's settings (bench: tuned for the curve; "
+             "eval: the production scorer's run), and the wall time of each step on this machine.", ""]
+    found = False
+    for d in inputs.datasets:
+        for variant, rec in sorted((pick(for_dataset(inputs.tuning, d), "variants") or {}).items()):
+            found = True
+            rows = []
+            for p in rec.get("curve", []):
+                ci = p.get("test_auc_ci95")
+                auc = fmt(N.Value(N.points(p["test_auc"]), ci=(N.points(ci[0]), N.points(ci[1])) if ci else None)) \
+                    if p.get("test_auc") is not None else NOT_RUN
+                epochs = p.get("epochs") or []
+                rate = (sum(e["examples_per_s"] for e in epochs) / len(epochs)) if epochs else None
+                rows.append([f"{p['n']:,}", auc, f"{len(epochs)} (best {p.get('best_epoch')})",
+                             fmt(p.get("cache_seconds")), fmt(p.get("train_seconds")), fmt(rate),
+                             fmt(p.get("eval_seconds")), p.get("source", "")])
+            lines += [f"### {d}, {variant} prompts ({rec.get('dtype')}, {rec.get('torch_threads')} threads, "
+                      f"{rec.get('mean_prompt_tokens')} tokens per prompt)", "",
+                      *_table(["Train examples", "Test AUC", "Epochs", "Frozen-layer pass s", "Tuning s",
+                               "Examples/s per epoch", "Test scoring s", "Source"], rows)]
+    return lines if found else lines + [f"{NOT_RUN}: no reports/bench/tuning.json.", ""]
+
+
 def figure_sections(inputs: ReportInputs, out_dir: Path) -> list[str]:
     lines = ["## Figure 2: retrieval time, GCN vs LLM retriever", ""]
     speedups, rows = {}, []
@@ -257,7 +308,7 @@ def build_report(inputs: ReportInputs, env: dict, out_dir: Path, jobs_run: list[
              "Regenerate with `make report`; cells read \"not run\" where an input is missing, and "
              f"\"skipped\" where the test split has fewer than {MIN_TEST_NEGATIVES} negatives (the "
              "LLM runs, hours on a CPU, are not made for an AUC that would be noise).", "",
-             *t2, *t3, *t4, *figure_sections(inputs, out_dir),
+             *t2, *t3, *t4, *learning_curve_section(inputs), *figure_sections(inputs, out_dir),
              "## Ours vs the paper", "",
              *([f"- {s}" for s in s2 + s3 + s4] or [f"- {NOT_RUN}: nothing to compare yet."]), "",
              *environment_section(env, inputs)]

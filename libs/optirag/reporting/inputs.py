@@ -9,6 +9,7 @@ Expected inputs (under --reports, default reports/):
 - bench/retrieval_<dataset>.json (jobs.bench_retrieval): Figure 2, GCN vs LLM retrieval seconds
 - bench/early_exit.json          (early exit): auc_full, auc_exit, mean_exit_layer, n_layers,
                                   flops_ratio, throughput_ratio, sweeps.{tau,window,k}
+- bench/tuning.json              (jobs.bench_tuning): the scorer's learning curve per dataset
 Files written by other helpers are read through `pick` with a few accepted key spellings,
 so the report degrades to "not run" instead of failing when a layout differs.
 """
@@ -63,6 +64,7 @@ class ReportInputs:
     retrieval: dict[str, dict | None] = field(default_factory=dict)
     bench_retrieval: dict[str, dict | None] = field(default_factory=dict)
     early_exit: dict | None = None
+    tuning: dict | None = None
     manifest: dict[str, list[dict]] = field(default_factory=dict)   # dataset -> manifest rows
     problems: list[str] = field(default_factory=list)               # jobs that failed, etc.
     llm_skipped: dict[str, str] = field(default_factory=dict)       # dataset -> why no LLM rows
@@ -77,7 +79,7 @@ def input_paths(reports: Path, dataset: str) -> dict[str, Path]:
     }
 
 
-BENCH_PATHS = {"early_exit": Path("bench") / "early_exit.json"}
+BENCH_PATHS = {"early_exit": Path("bench") / "early_exit.json", "tuning": Path("bench") / "tuning.json"}
 
 
 def read_inputs(reports: Path, datasets: list[str]) -> ReportInputs:

@@ -35,6 +35,7 @@ EXIT_VARIANTS = ("gcn", "none")
 # hours on a CPU, is not run, and the report says why.
 MIN_TEST_NEGATIVES = 20
 RETRIEVAL_BENCH_USERS = "200"   # users both retrievers embed for Figure 2 (LLM: ~1 user/s/core)
+CURVE_SIZES = "256,1000,4000,all"   # the scorer's learning curve (jobs.bench_tuning)
 
 
 def _job(name: str, *args: str) -> list[str]:
@@ -195,6 +196,11 @@ def model_chain(reports: Path, lake: str, dataset: str, n_seeds: int = 1) -> lis
                         {v: pick(evaluated, f"runs.{v}.model_version") for v in EXIT_VARIANTS})
     if ee:
         chain.append(_exit_eval(reports, common, ee))
+    # the learning curve: after the gcn run, whose scorer is its `all` point
+    if "gcn" in missing or pick(load_json(reports / "bench" / "tuning.json"),
+                                f"datasets.{dataset}.variants.gcn.curve") is None:
+        chain.append(_job("bench_tuning", *common, "--variant", "gcn", "--sizes", CURVE_SIZES,
+                          "--out", str(reports / "bench")))
     if not paths["retrieval"].is_file():
         chain.append(_job("evaluate_retriever", *common, "--out", str(reports / "eval")))
     if not paths["bench_retrieval"].is_file() and importlib.util.find_spec("jobs.bench_retrieval"):

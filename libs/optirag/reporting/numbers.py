@@ -11,10 +11,12 @@ from optirag.reporting.inputs import ReportInputs, for_dataset, pick
 
 @dataclass(frozen=True)
 class Value:
-    """An AUC in points (x100) with its spread over seeds; n = number of seeds."""
+    """An AUC in points (x100) with its spread over seeds (n = number of seeds) or, for a
+    single run, its 95% bootstrap interval over the test rows."""
     mean: float
     std: float | None = None
     n: int = 1
+    ci: tuple[float, float] | None = None
 
 
 def points(x: float | None) -> float | None:
@@ -50,7 +52,29 @@ def llm_auc(inputs: ReportInputs, dataset: str, run: str) -> Value | None:
     runs = runs_of(pick(inputs.llm_eval.get(dataset), "runs") or {}, run)
     aucs = [points(r["metrics"]["test"]["auc"]) for r in runs.values()
             if pick(r, "metrics.test.auc") is not None and same_prompts(main, r)]
-    return Value(float(np.mean(aucs)), float(np.std(aucs)) if len(aucs) > 1 else None, len(aucs))
+    ci = pick(main, "metrics.test.auc_ci95")
+    return Value(float(np.mean(aucs)), float(np.std(aucs)) if len(aucs) > 1 else None, len(aucs),
+                 (points(ci[0]), points(ci[1])) if ci and len(aucs) == 1 else None)
+
+
+def train_share(inputs: ReportInputs, dataset: str, run: str) -> float | None:
+    """The run's training examples as a share of the train split (baselines' split size)."""
+    n = pick(llm_run(inputs, dataset, run), "train_examples")
+    total = pick(inputs.baselines.get(dataset), "split_sizes.train")
+    return n / total if n and total else None
+
+
+# Paired differences Table 2 lists (eval file `comparisons`): (label, key)
+PAIRS = (("GCN-retriever − TALLRec-style", "gcn vs none"), ("GCN-retriever − LLM-retriever", "gcn vs llm"),
+         ("GCN-retriever − DIN", "gcn vs baseline:din"), ("TALLRec-style − DIN", "none vs baseline:din"),
+         ("GCN-earlyexit − GCN-retriever", "gcn+ee vs gcn"), ("TALLRec-style − zero-shot", "none vs zero_shot/none"))
+
+
+def paired_differences(inputs: ReportInputs, dataset: str) -> list[tuple[str, dict]]:
+    """(label, {n, diff, ci95, excludes_zero} on test) of the comparisons the eval file holds."""
+    comparisons = pick(inputs.llm_eval.get(dataset), "comparisons") or {}
+    return [(label, comparisons[key]["test"]) for label, key in PAIRS
+            if pick(comparisons, f"{key}.test.diff") is not None]
 
 
 def auc_standard_error(inputs: ReportInputs, dataset: str, run: str) -> float | None:

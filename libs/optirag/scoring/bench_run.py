@@ -39,7 +39,7 @@ def _job_args(cfg: Config, args, *sets: str) -> list[str]:
 
 def _bench_inputs(spark, cfg: Config, args, scfg):
     """The bench rows as token ids, with the scorer the nightly job would load."""
-    from optirag.scoring.context import item_suffixes, user_prefixes
+    from optirag.scoring.context import item_targets, suffix_builder, user_prefixes
     from optirag.scoring.pipeline import load_scorer, resolve_models
     from optirag.scoring.prefix import encode_pairs
 
@@ -47,15 +47,17 @@ def _bench_inputs(spark, cfg: Config, args, scfg):
     spec = resolve_models(cfg, scfg)
     tokenizer_dir = spec["scorer_dir"] or spec["base_dir"]
     users_df = spark.createDataFrame([(u,) for u in chosen], "user_id string")
-    prefixes, _ = user_prefixes(spark, cfg, users_df, scfg.variant, tokenizer_dir)
-    suffixes = item_suffixes(spark, cfg, spark.createDataFrame([(i,) for u in chosen for i in chosen[u]], "item_id string"))
+    prefixes, retriever_version = user_prefixes(spark, cfg, users_df, scfg.variant, tokenizer_dir)
+    targets = item_targets(spark, cfg, spark.createDataFrame(
+        [(i,) for u in chosen for i in chosen[u]], "item_id string"))
+    suffix = suffix_builder(spark, cfg, scfg.variant, retriever_version)
     prefix_text = dict(zip(prefixes["user_id"].to_pylist(), prefixes["prefix"].to_pylist()))
-    suffix_text = dict(zip(suffixes["item_id"].to_pylist(), suffixes["suffix"].to_pylist()))
+    target_text = dict(zip(targets["item_id"].to_pylist(), targets["text"].to_pylist()))
     users = sorted(chosen)
     group = [g for g, u in enumerate(users) for _ in chosen[u]]
     model, tokenizer, heads, rule = load_scorer(spec)
     prefix_ids, suffix_ids = encode_pairs(tokenizer, [prefix_text[u] for u in users],
-                                          [suffix_text[i] for u in users for i in chosen[u]])
+                                          [suffix(u, i, target_text[i])[0] for u in users for i in chosen[u]])
     return spec, model, tokenizer, heads, rule, prefix_ids, suffix_ids, group, users
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from optirag import faults
 from optirag.config import Config, parse_date, section
 from optirag.prompts.builder import allowed_interactions
 from optirag.tables import (
@@ -107,7 +108,8 @@ def build_candidates(spark: SparkSession, cfg: Config, score_date: str) -> DataF
 
 def write_candidates(spark: SparkSession, cfg: Config, score_date: str) -> dict[str, Any]:
     score_date = parse_date(score_date)
-    df = build_candidates(spark, cfg, score_date)
+    # fault point inside the write stage's tasks (tests kill a Spark worker there)
+    df = faults.in_spark_tasks(build_candidates(spark, cfg, score_date), "candidates.task")
     write_table(df, CANDIDATES, cfg.dataset_lake(), replace_where=f"score_date = '{score_date}'")
     written = read_table(spark, CANDIDATES, cfg.dataset_lake()).where(F.col("score_date") == score_date)
     by_source = {r["source"]: r["count"] for r in written.groupBy("source").count().collect()}

@@ -1,12 +1,15 @@
-"""What the nightly scorer needs besides the candidate rows: one prompt prefix per user and
-one suffix per item, built with the prompt builder's own functions (so nightly prompts
-and evaluation prompts follow the same text, budget and leakage rules).
+"""What the nightly scorer needs besides the candidate rows: one prompt prefix per user,
+one target text per item and the suffix builder, all from the prompt builder's own
+functions (so nightly prompts and evaluation prompts follow the same text, budget and
+leakage rules).
 
 A user's prefix shows the user's newest ``history_max`` allowed interactions (the graph's
-edges: never a valid/test target) and its neighbours' blocks from the chosen retriever;
-``variant: none`` has no neighbours (TALLRec-style). Both tables are small next to the
-candidates (one row per active user / item), so the scoring job collects them once and
-hands them to the Ray stages by reference.
+edges: never a valid/test target) and, in the paper style, its neighbours' blocks from the
+chosen retriever. A candidate's suffix is its target line and, in the evidence style with a
+retriever, the user's most similar raters of it (``SuffixBuilder``). ``variant: none`` has
+no retrieval (TALLRec-style). The prefixes, texts and the raters index are small next to
+the candidates (one row per active user / item / edge), so the scoring job collects them
+once and hands them to the Ray stages by reference.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from optirag.config import Config
-from optirag.prompts.builder import _blocks, allowed_interactions, item_texts, neighbours_partition
+from optirag.prompts.builder import (
+    _blocks, allowed_interactions, item_texts, neighbours_partition, similar_raters,
+)
 from optirag.prompts.config import prompts_config
 from optirag.tables import CANDIDATES, read_table
 
@@ -57,20 +62,21 @@ def newest_history(allowed: DataFrame, users: DataFrame, texts: DataFrame, histo
 
 
 def _render_prefixes(cfg: Config, tokenizer_dir: str):
-    pcfg, rating_max = prompts_config(cfg), float(cfg.dataset.rating_max)
+    pcfg = prompts_config(cfg)
 
     def render(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from transformers import AutoTokenizer
 
-        from optirag.prompts.text import build_prefix, interactions
+        from optirag.prompts.text import RatingScale, build_prefix, interactions
 
+        scale = RatingScale.of(cfg.dataset)
         tok = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
 
         for df in frames:
             out = []
             for r in df.itertuples(index=False):
                 blocks = [interactions(b["items"]) for b in (r.blocks if r.blocks is not None else [])]
-                p = build_prefix(interactions(r.hist), blocks, pcfg, tok, rating_max)
+                p = build_prefix(interactions(r.hist), blocks, pcfg, tok, scale)
                 out.append((r.user_id, p.text, p.n_tokens, p.n_history, p.n_neighbours))
             yield pd.DataFrame(out, columns=["user_id", "prefix", "prefix_tokens", "n_history",
                                              "n_neighbours"])
@@ -79,7 +85,7 @@ def _render_prefixes(cfg: Config, tokenizer_dir: str):
 
 def user_prefixes(spark: SparkSession, cfg: Config, users: DataFrame, variant: str,
                   tokenizer_dir: str) -> tuple[pa.Table, str | None]:
-    """(Arrow table user_id -> prefix text and sizes, the neighbours' model_version)."""
+    """(Arrow table user_id -> prefix text and sizes, the retriever's model_version)."""
     pcfg, lake = prompts_config(cfg), cfg.dataset_lake()
     allowed = allowed_interactions(spark, lake)
     texts = item_texts(spark, lake, pcfg).cache()
@@ -94,24 +100,33 @@ def user_prefixes(spark: SparkSession, cfg: Config, users: DataFrame, variant: s
                                     f"run jobs.train_retriever first")
         versions = sorted(r[0] for r in nb.select("model_version").distinct().collect())
         retriever_version = versions[-1] if len(versions) == 1 else ",".join(versions)
-        frame = frame.join(_blocks(nb, users, allowed, texts, pcfg), "user_id", "left")
+        if pcfg.style == "paper":
+            frame = frame.join(_blocks(nb, users, allowed, texts, pcfg), "user_id", "left")
+        else:  # evidence style: the similar users are in each candidate's suffix
+            frame = frame.withColumn("blocks", F.lit(None).cast("array<string>"))
     rows = frame.repartition(4, "user_id").mapInPandas(_render_prefixes(cfg, tokenizer_dir),
                                                         PREFIX_SCHEMA).toArrow()
     texts.unpersist()
     return rows, retriever_version
 
 
-def item_suffixes(spark: SparkSession, cfg: Config, items: DataFrame | None = None) -> pa.Table:
-    """item_id -> suffix (target line + question + answer cue), for `items` (default all)."""
-    from optirag.prompts.text import build_suffix
-
-    pcfg = prompts_config(cfg)
-    texts = item_texts(spark, cfg.dataset_lake(), pcfg).select("item_id", "text")
+def item_targets(spark: SparkSession, cfg: Config, items: DataFrame | None = None) -> pa.Table:
+    """item_id -> the target text of its suffix, for `items` (default all)."""
+    texts = item_texts(spark, cfg.dataset_lake(), prompts_config(cfg)).select("item_id", "text")
     if items is not None:
         texts = texts.join(items.select("item_id").distinct(), "item_id")
-    table = texts.toArrow()
-    return pa.table({"item_id": table["item_id"],
-                     "suffix": [build_suffix(t, pcfg) for t in table["text"].to_pylist()]})
+    return texts.toArrow()
+
+
+def suffix_builder(spark: SparkSession, cfg: Config, variant: str, retriever_version: str | None):
+    """The SuffixBuilder of the variant's evaluation prompts (same text, same raters)."""
+    from optirag.prompts.text import SuffixBuilder
+
+    pcfg = prompts_config(cfg)
+    raters = None
+    if pcfg.style == "evidence" and variant != "none":
+        raters = similar_raters(spark, cfg, variant, retriever_version)
+    return SuffixBuilder(pcfg, raters)
 
 
 def candidate_items(spark: SparkSession, cfg: Config, score_date: str) -> DataFrame:

@@ -38,6 +38,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from optirag import faults
 from optirag.config import Config, ConfigError, section
 from optirag.tables import CANDIDATES, SCORE_REJECTS, SCORES, arrow_schema
 
@@ -138,41 +139,55 @@ def _get(value: Any) -> Any:
 
 
 class AttachPrompts:
-    """CPU stage: user prefix ids and item suffix ids per candidate row, or a reject reason."""
+    """CPU stage: user prefix ids and candidate suffix ids per row, or a reject reason. The
+    suffix comes from the evaluation prompts' SuffixBuilder (per item, or per (user, item)
+    when it shows the user's similar raters of the candidate)."""
 
-    def __init__(self, prefixes: Any, suffixes: Any, tokenizer_dir: str, score_date: str):
+    def __init__(self, prefixes: Any, targets: Any, suffix: Any, tokenizer_dir: str, score_date: str):
         from optirag.llm.loading import load_tokenizer
 
-        prefixes, suffixes = _get(prefixes), _get(suffixes)
+        prefixes, targets = _get(prefixes), _get(targets)
         self.prefix = dict(zip(prefixes["user_id"].to_pylist(), prefixes["prefix"].to_pylist()))
-        self.suffix = dict(zip(suffixes["item_id"].to_pylist(), suffixes["suffix"].to_pylist()))
+        self.target = dict(zip(targets["item_id"].to_pylist(), targets["text"].to_pylist()))
+        self.suffix = _get(suffix)
         self.tokenizer = load_tokenizer(tokenizer_dir)
         self.score_date = score_date
         self.prefix_ids: dict[str, list[int]] = {}
-        self.suffix_ids: dict[str, list[int]] = {}
+        self.suffix_ids: dict[Any, list[int]] = {}
 
-    def _ids(self, cache: dict, texts: dict, keys: list[str], specials: bool) -> None:
-        todo = sorted({k for k in keys if k not in cache})
-        if todo:
-            encoded = self.tokenizer([texts[k] for k in todo], add_special_tokens=specials)["input_ids"]
-            cache.update(zip(todo, encoded))
+    def _ids(self, cache: dict | None, keys: list, text, specials: bool) -> list[list[int]]:
+        """Token ids of `keys`' texts; `cache` (None: no caching) keeps them across batches."""
+        if cache is None:
+            return self.tokenizer([text(k) for k in keys], add_special_tokens=specials)["input_ids"] if keys else []
         if len(cache) > 200_000:  # bounded memory on huge candidate sets (users arrive sorted)
             cache.clear()
+        todo = sorted({k for k in keys if k not in cache})
+        if todo:
+            encoded = self.tokenizer([text(k) for k in todo], add_special_tokens=specials)["input_ids"]
+            cache.update(zip(todo, encoded))
+        return [cache[k] for k in keys]
+
+    def _suffix_text(self, key: Any) -> str:
+        user, item = key if self.suffix.per_user else (None, key)
+        return self.suffix(user, item, self.target[item])[0]
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         users, items = batch["user_id"], batch["item_id"]
         reason = np.where(users.isna() | items.isna(), "null_id",
                           np.where(~users.isin(self.prefix.keys()), "unknown_user",
-                                   np.where(~items.isin(self.suffix.keys()), "unknown_item", None)))
+                                   np.where(~items.isin(self.target.keys()), "unknown_item", None)))
         ok = pd.isna(reason)
-        ok_users, ok_items = users[ok].tolist(), items[ok].tolist()
-        self._ids(self.prefix_ids, self.prefix, ok_users, True)
-        self._ids(self.suffix_ids, self.suffix, ok_items, False)
+        ok_users = users[ok].tolist()
+        prefix_ids = iter(self._ids(self.prefix_ids, ok_users, self.prefix.__getitem__, True))
+        # a suffix showing the user's similar raters is one row's own: nothing to reuse
+        keys, cache = ((list(zip(ok_users, items[ok].tolist())), None) if self.suffix.per_user
+                       else (items[ok].tolist(), self.suffix_ids))
+        suffix_ids = iter(self._ids(cache, keys, self._suffix_text, False))
         batch = batch.copy()
         batch["score_date"] = self.score_date
         batch["reason"] = pd.Series(reason, index=batch.index, dtype=object)
-        batch["prefix_ids"] = [self.prefix_ids[u] if o else [] for u, o in zip(users, ok)]
-        batch["suffix_ids"] = [self.suffix_ids[i] if o else [] for i, o in zip(items, ok)]
+        batch["prefix_ids"] = [next(prefix_ids) if o else [] for o in ok]
+        batch["suffix_ids"] = [next(suffix_ids) if o else [] for o in ok]
         return batch
 
 
@@ -185,6 +200,7 @@ class ExitScorer:
         self.model_version = spec["model_version"]
         self.batch_size, self.shared_prefix = batch_size, shared_prefix
         self.counter = counter
+        self.batches = 0
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from optirag.scoring.prefix import score_independent, score_shared_prefix
@@ -208,6 +224,8 @@ class ExitScorer:
         batch["scored_at"] = pd.Timestamp.now(tz="UTC")
         if self.counter is not None:
             self.counter.add.remote(len(batch))
+        self.batches += 1
+        faults.point("scoring.scorer_batch", self.batches)
         return batch.drop(columns=["prefix_ids", "suffix_ids"])
 
 
@@ -324,7 +342,12 @@ def _row_counter():
         def get(self) -> int:
             return self.rows
 
-    return RowCounter.remote()
+    # On the driver's node: a counter on a worker node would die with that node and take
+    # the progress thread (and so the job) with it, while Ray Data restarts the scorers.
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return RowCounter.options(scheduling_strategy=here).remote()
 
 
 @contextlib.contextmanager
@@ -352,8 +375,10 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
     """Score the date's candidates and commit them; returns a summary."""
     import ray
 
-    from optirag.retrieval.ray_search import init_ray
-    from optirag.scoring.context import candidate_items, item_suffixes, scored_users, user_prefixes
+    from optirag.ray_session import init_ray
+    from optirag.scoring.context import (
+        candidate_items, item_targets, scored_users, suffix_builder, user_prefixes,
+    )
     from optirag.spark import get_spark
     from optirag.tables import USER_INDEX, read_table
 
@@ -370,7 +395,8 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
     variant = scfg.variant
     prefixes, retriever_version = user_prefixes(spark, cfg, users.join(known, "user_id"), variant,
                                                 tokenizer_dir)
-    suffixes = item_suffixes(spark, cfg, candidate_items(spark, cfg, score_date))
+    targets = item_targets(spark, cfg, candidate_items(spark, cfg, score_date))
+    suffix = suffix_builder(spark, cfg, variant, retriever_version)
     context_seconds = time.time() - started
 
     folder = staging_dir(cfg, "scores", score_date)
@@ -389,7 +415,8 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
         batch_format="pyarrow", num_cpus=scfg.read_num_cpus)
     ds = ds.map_batches(
         AttachPrompts, batch_format="pandas", batch_size=scfg.block_rows,
-        fn_constructor_args=(ray.put(prefixes), ray.put(suffixes), tokenizer_dir, score_date),
+        fn_constructor_args=(ray.put(prefixes), ray.put(targets), ray.put(suffix), tokenizer_dir,
+                             score_date),
         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=scfg.prompt_num_cpus)
     ds = ds.map_batches(
         ExitScorer, batch_format="pandas", batch_size=scfg.block_rows,
@@ -398,6 +425,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
         num_cpus=scfg.actor_num_cpus, num_gpus=scfg.num_gpus or None)
 
     exits: dict[int, int] = {}
+    staged_rows = 0
     scoring_started = time.time()
     with _report_progress(Progress(total, scfg.progress_seconds), counter):
         for part, batch in enumerate(ds.iter_batches(batch_size=None, batch_format="pandas")):
@@ -405,10 +433,13 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
                 continue
             table = _conform(batch, retriever_version)
             pq.write_table(table, folder / f"part-{part:06d}-{uuid.uuid4().hex[:8]}.parquet")
+            staged_rows += table.num_rows
+            faults.point("scoring.after_staged_rows", staged_rows)
             for layer, n in zip(*np.unique(batch.loc[batch["reason"].isna(), "exit_layer"],
                                            return_counts=True)):
                 exits[int(layer)] = exits.get(int(layer), 0) + int(n)
     scoring_seconds = time.time() - scoring_started
+    faults.point("scoring.before_commit")
     counts = commit(cfg, score_date, folder)
     shutil.rmtree(folder, ignore_errors=True)
     scored = counts[SCORES.name]

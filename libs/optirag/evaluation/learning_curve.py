@@ -1,0 +1,111 @@
+"""The scorer's learning curve (the body of ``jobs.bench_tuning``): test AUC and wall time
+against the number of training examples, under the recipe's own tuning settings.
+
+    for n in sizes:  the first n of the variant's seeded training prompts (the same
+                     samples for every n: each set contains the smaller ones)
+        tune_lora    the recipe as configured (layers, epochs, early stopping on valid)
+        score        the whole test split, with the adapters in place -> AUC [95% CI]
+    -> reports/bench/tuning.json: datasets.<d>.variants.<v>.curve, training rates
+
+Nothing is saved to the model store: the curve measures the recipe, the production scorer
+is ``jobs.train_scorer``'s. The size ``all`` is the production run itself when the eval
+file holds one made with every training prompt of this data version (its numbers are
+taken from there, marked ``source: eval``), so the bench does not tune it twice.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pyspark.sql import SparkSession
+
+from optirag import registry
+from optirag.config import Config
+from optirag.evaluation.config import evaluation_config
+from optirag.evaluation.data import data_version, read_prompts, seeded_subset
+from optirag.evaluation.metrics import ctr_metrics, write_report
+from optirag.evaluation.replicas import scorer_kind
+from optirag.evaluation.run import report_path, score_frame
+from optirag.llm.config import ModelConfig
+from optirag.llm.loading import load_model, resolve_dtype
+from optirag.llm.scoring import answer_tokens
+from optirag.llm.tuning import tune_lora
+
+log = logging.getLogger(__name__)
+
+
+def _from_eval(cfg: Config, variant: str, n_train: int, version: str) -> dict | None:
+    """The production run's point, if it used every training prompt of this data."""
+    ecfg = evaluation_config(cfg)
+    path = report_path(cfg, ecfg)
+    run = (json.loads(path.read_text()) if path.is_file() else {}).get("runs", {}).get(variant)
+    if not run or run.get("train_examples") != n_train or run.get("data_version") != version:
+        return None
+    meta = registry.read_meta(registry.resolve(cfg, scorer_kind(variant), run["model_version"]))
+    test = run["metrics"]["test"]
+    return {"n": n_train, "source": "eval", "model_version": run["model_version"],
+            "test_auc": test["auc"], "test_auc_ci95": test.get("auc_ci95"),
+            "best_epoch": meta.get("best_epoch"), "epochs": meta.get("epochs"),
+            "cache_seconds": meta.get("cache_seconds"), "train_seconds": meta.get("train_seconds"),
+            "eval_seconds": run.get("scoring_seconds")}
+
+
+def curve_point(cfg: Config, mcfg: ModelConfig, train, valid, test, n: int) -> dict[str, Any]:
+    """Tune on the first `n` training prompts, score the test split; times and AUC."""
+    examples = list(zip(train["text"].iloc[:n], train["label"].iloc[:n].astype(int)))
+    valid_pairs = list(zip(valid["text"], valid["label"].astype(int))) if mcfg.tuning.patience else None
+    model, tokenizer = load_model(mcfg)
+    answer = answer_tokens(tokenizer, mcfg.answer)
+    started = time.time()
+    result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer, valid_pairs)
+    train_seconds = time.time() - started
+    started = time.time()
+    scores = score_frame(result.model.get_base_model(), tokenizer, mcfg, test, progress=f"test n={n}")
+    eval_seconds = time.time() - started
+    metrics = ctr_metrics(test["label"], scores)
+    return {"n": len(examples), "source": "bench", "test_auc": metrics["auc"],
+            "test_auc_ci95": metrics["auc_ci95"], "best_epoch": result.best_epoch,
+            "epochs": result.epochs, "cache_seconds": result.cache_seconds,
+            "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1)}
+
+
+def learning_curve(spark: SparkSession, cfg: Config, variant: str, sizes: list[str],
+                   out: Path) -> dict[str, Any]:
+    """Points for `sizes` (ints or "all") of one dataset/variant, merged into `out`."""
+    mcfg = ModelConfig.model_validate(cfg.model)
+    ecfg = evaluation_config(cfg)
+    if ecfg.torch_threads:
+        torch.set_num_threads(ecfg.torch_threads)
+    train = seeded_subset(read_prompts(spark, cfg, variant, ["train"]), None, ecfg.seed)
+    if train.empty:
+        raise FileNotFoundError(f"no training prompts for variant {variant!r}: run jobs.build_prompts")
+    valid = seeded_subset(read_prompts(spark, cfg, variant, ["valid"]), mcfg.tuning.valid_examples, ecfg.seed)
+    test = read_prompts(spark, cfg, variant, ["test"])
+    version = data_version(spark, cfg)
+    points = []
+    for size in sizes:
+        n = len(train) if size == "all" else min(int(size), len(train))
+        point = _from_eval(cfg, variant, n, version) if size == "all" else None
+        if point is None:
+            log.info("learning curve %s/%s: tuning on %d examples", cfg.dataset.name, variant, n)
+            point = curve_point(cfg, mcfg, train, valid, test, n)
+        log.info("learning curve %s/%s n=%d: test AUC %s", cfg.dataset.name, variant, n, point["test_auc"])
+        points.append(point)
+    tuned = [p for p in points if p.get("epochs")]
+    rate = {str(p["n"]): round(sum(e["examples_per_s"] for e in p["epochs"]) / len(p["epochs"]), 2)
+            for p in tuned}
+    record = {"data_version": version, "dtype": resolve_dtype(mcfg.dtype, mcfg.device),
+              "torch_threads": torch.get_num_threads(), "tuning": mcfg.tuning.model_dump(),
+              "train_prompts": len(train), "mean_prompt_tokens": round(float(train["n_tokens"].mean()), 1),
+              "test_rows": len(test), "curve": points,
+              "training_examples_per_s": rate,
+              "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    doc = json.loads(out.read_text()) if out.is_file() else {}
+    doc.setdefault("datasets", {}).setdefault(cfg.dataset.name, {}).setdefault("variants", {})[variant] = record
+    write_report(out, doc)
+    return record

@@ -1,0 +1,81 @@
+"""The decoder in two parts, for tuning on a CPU: a frozen bottom run once, a tuned top.
+
+    prompt ids -> embed -> layers 1..S (frozen: no grad, output cached once per example)
+                                  -> layers S+1..N (LoRA) -> norm -> last token -> answer logits
+
+With LoRA only on the top N - S layers, the bottom's output never changes during tuning:
+computing it once and reusing it every epoch (and skipping its backward pass) is what makes
+several epochs over a whole training split affordable on two cores.
+
+Batches are right-padded and run under plain causal attention: a real token never attends
+to a pad (pads come after it), so no mask is needed and row positions are 0..len-1, which
+is what the scorer's masked forward gives the same rows (tested). Rows are bucketed by
+length so a batch carries little padding.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from optirag.llm.scoring import AnswerTokens, answer_logits
+
+
+@dataclass
+class Batch:
+    """Rows of one length bucket: their indices, right-padded ids, last real positions and,
+    once computed, the frozen bottom's output (B, T, H) in the model's dtype."""
+    index: torch.Tensor
+    input_ids: torch.Tensor
+    last: torch.Tensor
+    bottom: torch.Tensor | None = None
+
+
+def length_buckets(ids: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> list[Batch]:
+    """Rows sorted by length (stable), cut into batches of `batch_size`."""
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start: start + batch_size]
+        width = max(len(ids[i]) for i in rows)
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        for j, i in enumerate(rows):
+            input_ids[j, : len(ids[i])] = torch.as_tensor(ids[i], dtype=torch.long)
+        last = torch.as_tensor([len(ids[i]) - 1 for i in rows], dtype=torch.long)
+        batches.append(Batch(torch.as_tensor(rows, dtype=torch.long), input_ids, last))
+    return batches
+
+
+def run_layers(model: PreTrainedModel, hidden: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Decoder layers lo+1..hi (0-based slice lo:hi) over right-padded, causal rows."""
+    decoder = model.get_decoder()
+    positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
+    cos_sin = decoder.rotary_emb(hidden, position_ids=positions)
+    for layer in decoder.layers[lo:hi]:
+        hidden = layer(hidden, attention_mask=None, position_ids=positions,
+                       position_embeddings=cos_sin)
+    return hidden
+
+
+@torch.no_grad()
+def frozen_bottom(model: PreTrainedModel, batch: Batch, frozen: int) -> torch.Tensor:
+    """The output of the first `frozen` layers (the embeddings when 0), on the batch's device."""
+    device = next(model.parameters()).device
+    hidden = model.get_decoder().embed_tokens(batch.input_ids.to(device))
+    return run_layers(model, hidden, 0, frozen)
+
+
+def top_logits(model: PreTrainedModel, bottom: torch.Tensor, last: torch.Tensor, frozen: int,
+               answer: AnswerTokens, full_vocab: bool = False) -> torch.Tensor:
+    """(No, Yes) logits (or the full vocabulary's) at each row's last real token, from the
+    bottom's output through the remaining layers and the final norm."""
+    decoder = model.get_decoder()
+    hidden = run_layers(model, bottom, frozen, model.config.num_hidden_layers)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    final = decoder.norm(hidden[rows, last.to(hidden.device)])
+    if full_vocab:
+        return model.get_output_embeddings()(final).float()
+    return answer_logits(model, final, answer).float()
