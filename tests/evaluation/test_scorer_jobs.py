@@ -170,3 +170,23 @@ def test_evaluate_early_exit_scores_the_eval_rows_with_the_chosen_rule(spark, tr
     runs = evaluate_early_exit(spark, cfg, ["none"], seed=seed)["runs"]
     assert runs[f"none+ee/seed={seed}"]["model_version"] == replica["model_version"]
     assert runs[f"none+ee/seed={seed}"]["tuning_seed"] == seed and runs["none+ee"]["tuning_seed"] == seed - 1
+
+
+def test_learning_curve_tunes_nested_sizes_and_writes_rates(spark, trained, tmp_path):
+    """jobs.bench_tuning's body on the tiny lake: one tuning per size, AUC with its interval,
+    the training rate per size, merged into the JSON file (nothing saved to the model store)."""
+    from optirag.evaluation.learning_curve import learning_curve
+
+    cfg, _ = trained
+    before = sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir())
+    out = tmp_path / "tuning.json"
+    learning_curve(spark, cfg, "none", ["4", "8"], out)
+    record = json.loads(out.read_text())["datasets"][cfg.dataset.name]["variants"]["none"]
+    curve = record["curve"]
+    assert [p["n"] for p in curve] == [4, 8]
+    assert set(record["training_examples_per_s"]) == {"4", "8"}
+    assert all(r > 0 for r in record["training_examples_per_s"].values())
+    for p in curve:
+        lo, hi = p["test_auc_ci95"]
+        assert lo <= p["test_auc"] <= hi and p["epochs"] and p["train_seconds"] >= 0
+    assert sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir()) == before

@@ -39,3 +39,16 @@ def data_version(spark: SparkSession, cfg: Config) -> str:
     """The ingest data version (from `manifest`) the prompts were built from."""
     found = read_table(spark, MANIFEST, cfg.dataset_lake()).select("data_version").distinct().collect()
     return ",".join(sorted(r[0] for r in found)) or "unknown"
+
+
+def labelled_pairs(df: pd.DataFrame) -> list[tuple[str, int]]:
+    """(prompt text, label) pairs, as tune_lora takes them."""
+    return list(zip(df["text"], df["label"].astype(int)))
+
+
+def early_stopping_prompts(spark: SparkSession, cfg: Config, variant: str, tuning, seed: int) -> pd.DataFrame | None:
+    """The valid prompts that pick the kept epoch (seeded `tuning.valid_examples` subset);
+    None when the recipe does not stop early (`tuning.patience` null)."""
+    if not tuning.patience:
+        return None
+    return seeded_subset(read_prompts(spark, cfg, variant, ["valid"]), tuning.valid_examples, seed)

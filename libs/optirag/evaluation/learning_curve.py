@@ -27,7 +27,9 @@ from pyspark.sql import SparkSession
 from optirag import registry
 from optirag.config import Config
 from optirag.evaluation.config import evaluation_config
-from optirag.evaluation.data import data_version, read_prompts, seeded_subset
+from optirag.evaluation.data import (
+    data_version, early_stopping_prompts, labelled_pairs, read_prompts, seeded_subset,
+)
 from optirag.evaluation.metrics import ctr_metrics, write_report
 from optirag.evaluation.replicas import scorer_kind
 from optirag.evaluation.run import report_path, score_frame
@@ -57,8 +59,8 @@ def _from_eval(cfg: Config, variant: str, n_train: int, version: str) -> dict | 
 
 def curve_point(cfg: Config, mcfg: ModelConfig, train, valid, test, n: int) -> dict[str, Any]:
     """Tune on the first `n` training prompts, score the test split; times and AUC."""
-    examples = list(zip(train["text"].iloc[:n], train["label"].iloc[:n].astype(int)))
-    valid_pairs = list(zip(valid["text"], valid["label"].astype(int))) if mcfg.tuning.patience else None
+    examples = labelled_pairs(train.iloc[:n])
+    valid_pairs = labelled_pairs(valid) if valid is not None else None
     model, tokenizer = load_model(mcfg)
     answer = answer_tokens(tokenizer, mcfg.answer)
     started = time.time()
@@ -84,7 +86,7 @@ def learning_curve(spark: SparkSession, cfg: Config, variant: str, sizes: list[s
     train = seeded_subset(read_prompts(spark, cfg, variant, ["train"]), None, ecfg.seed)
     if train.empty:
         raise FileNotFoundError(f"no training prompts for variant {variant!r}: run jobs.build_prompts")
-    valid = seeded_subset(read_prompts(spark, cfg, variant, ["valid"]), mcfg.tuning.valid_examples, ecfg.seed)
+    valid = early_stopping_prompts(spark, cfg, variant, mcfg.tuning, ecfg.seed)
     test = read_prompts(spark, cfg, variant, ["test"])
     version = data_version(spark, cfg)
     points = []

@@ -16,7 +16,9 @@ from pyspark.sql import SparkSession
 from optirag import registry
 from optirag.config import Config
 from optirag.evaluation.config import evaluation_config
-from optirag.evaluation.data import data_version, read_prompts, seeded_subset
+from optirag.evaluation.data import (
+    data_version, early_stopping_prompts, labelled_pairs, read_prompts, seeded_subset,
+)
 from optirag.evaluation.replicas import replica_seed, scorer_kind, with_seed
 from optirag.llm.config import ModelConfig
 from optirag.llm.loading import load_model
@@ -42,15 +44,12 @@ def train_scorer(spark: SparkSession, cfg: Config, variant: str, seed: int | Non
         raise FileNotFoundError(f"no training prompts for variant {variant!r} in "
                                 f"{cfg.dataset_lake()}/prompts: run jobs.build_prompts first")
     train = seeded_subset(train, ecfg.train_examples, ecfg.seed)
-    valid = None
-    if mcfg.tuning.patience:
-        valid = seeded_subset(read_prompts(spark, cfg, variant, ["valid"]), mcfg.tuning.valid_examples,
-                              ecfg.seed)
-        valid = list(zip(valid["text"], valid["label"].astype(int))) or None
+    valid = early_stopping_prompts(spark, cfg, variant, mcfg.tuning, ecfg.seed)
+    valid = (labelled_pairs(valid) or None) if valid is not None else None
     model, tokenizer = load_model(mcfg)
     answer = answer_tokens(tokenizer, mcfg.answer)
     check_answer_boundary(tokenizer, train["text"].iloc[0], mcfg.answer)
-    examples = list(zip(train["text"], train["label"].astype(int)))
+    examples = labelled_pairs(train)
     log.info("tuning %s (%s) on %d %s prompts (mean %.0f tokens)%s", mcfg.name,
              next(model.parameters()).dtype, len(examples), variant, train["n_tokens"].mean(),
              f", early stopping on {len(valid)} valid prompts" if valid else "")
