@@ -18,6 +18,19 @@ from optirag.config import add_common_args, config_from_args
 from optirag.retrieval.config import GCN_PRESETS, RETRIEVERS
 
 
+def _load_torch_first() -> None:
+    """Load torch and run its BLAS once before the JVM and Ray start their threads.
+
+    As a `ray job submit` driver on the local clusters, the first BLAS call after a Spark
+    session and a Ray connection sometimes aborted the process ("Intel oneMKL FATAL ERROR:
+    Cannot load .../libtorch_cpu.so"): 3 of 3 cluster-test runs on 2026-12-01, 1 of ~10
+    bare repros later. The cause inside MKL is not isolated; with torch loaded first it has
+    not recurred (README "Cluster mode")."""
+    import torch
+
+    torch.ones(8, 8) @ torch.ones(8, 8)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
@@ -27,6 +40,8 @@ def main() -> int:
     if args.retriever in GCN_PRESETS:   # the preset wins over --set for the keys it names
         cfg.retriever = {**cfg.retriever, **GCN_PRESETS[args.retriever]}
     # Heavy imports after argument parsing: --help and bad arguments answer at once.
+    if args.retriever in GCN_PRESETS:
+        _load_torch_first()
     from optirag.retrieval import job
     from optirag.spark import get_spark
 

@@ -62,6 +62,19 @@ def test_localcluster_submits_ray_jobs_with_the_repo_and_armed_faults_in_the_run
     assert cmd[cmd.index("--") + 1:cmd.index("--") + 4] == ["python", "-m", "jobs.score"]
 
 
+def test_a_ray_job_gets_the_faults_of_the_environment_it_is_launched_in_not_the_builders(monkeypatch):
+    """The cluster test builds the command in its own process and runs it with the faults in
+    the child's env only: the runtime_env must carry those (it missed them once)."""
+    monkeypatch.delenv("OPTIRAG_FAULTS", raising=False)
+    child = {"OPTIRAG_FAULTS": "scoring.scorer_batch=kill_host:2", "OPTIRAG_FAULTS_DIR": "/tmp/f"}
+    cmd = shlex.split(job_command(CONF, "score", {**SETTINGS, "env": "localcluster"}, [], REPO,
+                                  sys.executable, child))
+    env = json.loads(cmd[cmd.index("--runtime-env-json") + 1])["env_vars"]
+    assert env["OPTIRAG_FAULTS"] == child["OPTIRAG_FAULTS"] and env["OPTIRAG_FAULTS_DIR"] == "/tmp/f"
+    assert "OPTIRAG_FAULTS" not in json.loads(_command("score", "localcluster")[
+        _command("score", "localcluster").index("--runtime-env-json") + 1])["env_vars"]
+
+
 def test_env_layers_merge_left_to_right():
     cfg = load_config("bookcrossing", env="demo+localcluster")
     assert cfg.env == "demo+localcluster"

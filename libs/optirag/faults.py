@@ -40,6 +40,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,9 +92,11 @@ def parse(text: str) -> dict[str, Fault]:
     return faults
 
 
-def environment() -> dict[str, str]:
-    """The fault variables of this process, to forward to Spark executors and Ray workers."""
-    return {k: os.environ[k] for k in (ENV, ONCE_DIR_ENV) if os.environ.get(k)}
+def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The fault variables of `env` (default: this process's), to forward to Spark executors
+    and Ray workers."""
+    env = os.environ if env is None else env
+    return {k: env[k] for k in (ENV, ONCE_DIR_ENV) if env.get(k)}
 
 
 def armed(name: str) -> bool:

@@ -8,7 +8,9 @@ variables (optirag.faults), so an armed point also fires inside the job's Ray wo
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 from typing import Any
 
 from optirag import faults
@@ -37,7 +39,7 @@ def init_ray(ray_cfg: Any = None, num_cpus: int | None = None) -> Any:
             kwargs["num_cpus"] = n
     else:
         kwargs["address"] = address
-    env = faults.environment()
+    env = {k: v for k, v in faults.environment().items() if k not in _job_env_vars()}
     if env:
         kwargs["runtime_env"] = {"env_vars": env}
     ray.init(**kwargs)
@@ -46,6 +48,14 @@ def init_ray(ray_cfg: Any = None, num_cpus: int | None = None) -> Any:
         log.info("joined Ray at %s: %d nodes, %s CPUs", address, len(nodes),
                  ray.cluster_resources().get("CPU", 0))
     return ray
+
+
+def _job_env_vars() -> dict:
+    """The env_vars of the Ray job this driver runs in (`ray job submit`), else {}. Its
+    launcher already put the armed faults there, and Ray refuses to merge a runtime_env
+    that sets one of them again."""
+    job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    return (job.get("runtime_env") or {}).get("env_vars") or {}
 
 
 def largest_node_cpus(ray: Any) -> float:

@@ -83,3 +83,26 @@ def test_tokens_of_prefix_plus_suffix_equal_the_joint_prompt(tokenizer):
     for r, u in enumerate(group):
         joint = tokenizer(USERS[u] + suffixes[r], add_special_tokens=True)["input_ids"]
         assert joint == prefix_ids[u] + suffix_ids[r]
+
+
+def test_the_scoring_bench_times_an_fp32_twin_of_a_bf16_scorer_on_the_same_rows(tiny_model, tokenizer, answer):
+    """jobs.bench_scoring's dtype comparison: (a) and (c) again with an fp32 copy, interleaved,
+    with their speedup ratios and the bf16-vs-fp32 score difference."""
+    import copy
+
+    from optirag.scoring import bench
+
+    group, suffixes = _rows()
+    prefix_ids, suffix_ids = encode_pairs(tokenizer, USERS, suffixes)
+    fp32 = copy.deepcopy(tiny_model)
+    bf16 = copy.deepcopy(tiny_model).to(torch.bfloat16)
+    heads = ExitHeads.from_model(bf16, answer, EarlyExitConfig(exit_layers=[2, 4]))
+    rule = build_rule(EarlyExitConfig(exit_layers=[2, 4], tau=0.05, window=1, min_previous=1))
+    variants = bench.time_variants(bf16, heads, rule, prefix_ids, suffix_ids, group, 4,
+                                   tokenizer.pad_token_id, repeats=1, fp32_model=fp32)
+    assert {"full_independent_fp32", "full_prefix_fp32"} <= variants.keys()
+    diff = variants["parity_max_abs_diff"]["full_independent_vs_fp32"]
+    assert 0 < diff < 0.05          # bf16 rounds (not the same model run twice), but stays close
+    ratios = bench.summarize(variants)
+    assert ratios["speedup_dtype"] > 0 and ratios["speedup_dtype_prefix"] > 0
+    assert bench.matmul_peak_flops(1, n=128, repeats=1, dtype=torch.bfloat16) > 0

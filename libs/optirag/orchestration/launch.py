@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -40,13 +41,14 @@ def launcher(conf: dict, env: str, job: str) -> str:
     return chosen.get(conf["engines"].get(job, "default")) or chosen["default"]
 
 
-def runtime_env(repo: Path) -> dict:
+def runtime_env(repo: Path, env: Mapping[str, str] | None = None) -> dict:
     """What a Ray job carries: the repo (code + conf/) as working_dir, optirag as a py_module,
-    env_vars (offline model loading, armed faults); .gitignore'd files (venvs, lakes) stay home."""
+    env_vars (offline model loading, the faults armed in `env`, default this process's);
+    .gitignore'd files (venvs, lakes) stay home."""
     spec = yaml.safe_load((repo / "conf" / "ray" / "runtime_env.yaml").read_text(encoding="utf-8")) or {}
     return {**spec, "working_dir": str(repo),
             "py_modules": [str(repo / m) for m in spec.get("py_modules", [])],
-            "env_vars": {**spec.get("env_vars", {}), **faults.environment()}}
+            "env_vars": {**spec.get("env_vars", {}), **faults.environment(env)}}
 
 
 def _dist_jars(repo: Path) -> str:
@@ -56,16 +58,19 @@ def _dist_jars(repo: Path) -> str:
     return ",".join(jars)
 
 
-def job_command(conf: dict, job: str, settings: dict, args: list[str], repo: Path, python: str) -> str:
+def job_command(conf: dict, job: str, settings: dict, args: list[str], repo: Path, python: str,
+                env: Mapping[str, str] | None = None) -> str:
     """`cd <repo> && <launcher> --dataset … --lake … --env … --model … [--set …] <args>`.
-    settings: dataset, lake, env, model, overrides (lake and raw paths already absolute)."""
+    settings: dataset, lake, env, model, overrides (lake and raw paths already absolute).
+    env: the environment the command will run in (default this process's): a Ray job gets
+    only what its runtime_env carries, so faults armed there are baked into it here."""
     template = launcher(conf, settings["env"], job)
     fields = {"python": python, "bin": str(Path(python).parent), "module": f"jobs.{job}",
               "script": str(repo / "jobs" / f"{job}.py"), "repo": str(repo)}
     if "{jars}" in template:
         fields["jars"] = _dist_jars(repo)
     if "{runtime_env}" in template:
-        fields["runtime_env"] = json.dumps(runtime_env(repo), sort_keys=True)
+        fields["runtime_env"] = json.dumps(runtime_env(repo, env), sort_keys=True)
     prefix = template.format(**{k: shlex.quote(v) for k, v in fields.items()})
     common = ["--dataset", settings["dataset"], "--lake", settings["lake"], "--env", settings["env"],
               "--model", settings["model"]]

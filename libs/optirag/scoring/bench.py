@@ -6,8 +6,9 @@ the scorer and heads the nightly job would load), interleaved repeats, medians:
   (c) full depth, shared user prefix    (d) early exit + shared prefix
 Then the whole Ray job at 1 and 2 scorer actors, and its peak memory (driver + Ray
 workers, sampled) at two candidate-set sizes, which must stay flat (streaming). The
-roofline ratio compares the model FLOP/s achieved by (a) with a measured fp32 matmul
-peak at the same thread count.
+roofline ratio compares the model FLOP/s achieved by (a) with a matmul peak measured in
+the serving dtype at the same thread count. When that dtype is not fp32 (bf16 where the CPU
+has it), (a) and (c) are also timed with an fp32 copy of the scorer: the dtype's speedup.
 """
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ import numpy as np
 import torch
 
 
-def matmul_peak_flops(threads: int, n: int = 1024, repeats: int = 5) -> float:
-    """Best fp32 GEMM FLOP/s at `threads` threads (the roofline's compute ceiling)."""
+def matmul_peak_flops(threads: int, n: int = 1024, repeats: int = 5,
+                      dtype: torch.dtype = torch.float32) -> float:
+    """Best GEMM FLOP/s in `dtype` at `threads` threads (the roofline's compute ceiling)."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     best = 0.0
     for _ in range(repeats):
@@ -55,24 +57,30 @@ def rows_flops(model, prefix_ids, suffix_ids, group) -> tuple[float, float, floa
 
 
 def time_variants(model, heads, rule, prefix_ids, suffix_ids, group, batch_size, pad_id,
-                  repeats: int) -> dict[str, Any]:
+                  repeats: int, fp32_model=None) -> dict[str, Any]:
+    """(a)-(d) with `model` in its serving dtype; with `fp32_model` (when that dtype is not
+    fp32) also (a) and (c) in fp32, interleaved with the others: the dtype's speedup."""
     from optirag.early_exit.heads import ExitHeads
     from optirag.early_exit.rules import never_exit
     from optirag.scoring.prefix import score_independent, score_shared_prefix
 
     full_heads = ExitHeads.final_only(model, heads.answer)
     variants = {
-        "full_independent": (score_independent, full_heads, never_exit),
-        "exit_independent": (score_independent, heads, rule),
-        "full_prefix": (score_shared_prefix, full_heads, never_exit),
-        "exit_prefix": (score_shared_prefix, heads, rule),
+        "full_independent": (model, score_independent, full_heads, never_exit),
+        "exit_independent": (model, score_independent, heads, rule),
+        "full_prefix": (model, score_shared_prefix, full_heads, never_exit),
+        "exit_prefix": (model, score_shared_prefix, heads, rule),
     }
+    if fp32_model is not None:
+        fp32_heads = ExitHeads.final_only(fp32_model, heads.answer)
+        variants["full_independent_fp32"] = (fp32_model, score_independent, fp32_heads, never_exit)
+        variants["full_prefix_fp32"] = (fp32_model, score_shared_prefix, fp32_heads, never_exit)
     times: dict[str, list[float]] = {k: [] for k in variants}
     outputs = {}
     for _ in range(repeats):  # interleaved: machine noise hits every variant alike
-        for name, (fn, h, r) in variants.items():
+        for name, (m, fn, h, r) in variants.items():
             t = time.perf_counter()
-            outputs[name] = fn(model, h, r, prefix_ids, suffix_ids, group, batch_size, pad_id)
+            outputs[name] = fn(m, h, r, prefix_ids, suffix_ids, group, batch_size, pad_id)
             times[name].append(time.perf_counter() - t)
     rows = len(group)
     result = {name: {"seconds_median": statistics.median(ts), "seconds": ts,
@@ -86,6 +94,9 @@ def time_variants(model, heads, rule, prefix_ids, suffix_ids, group, batch_size,
         "exit_prefix_vs_exit_independent": float(
             (outputs["exit_prefix"].p_yes - outputs["exit_independent"].p_yes).abs().max()),
     }
+    if fp32_model is not None:
+        result["parity_max_abs_diff"]["full_independent_vs_fp32"] = float(
+            (full - outputs["full_independent_fp32"].p_yes).abs().max())
     return result
 
 
@@ -147,9 +158,14 @@ def environment() -> dict[str, Any]:
 
 def summarize(variants: dict[str, Any]) -> dict[str, float]:
     base = variants["full_independent"]["seconds_median"]
-    return {"speedup_exit": base / variants["exit_independent"]["seconds_median"],
-            "speedup_prefix": base / variants["full_prefix"]["seconds_median"],
-            "speedup_both": base / variants["exit_prefix"]["seconds_median"]}
+    out = {"speedup_exit": base / variants["exit_independent"]["seconds_median"],
+           "speedup_prefix": base / variants["full_prefix"]["seconds_median"],
+           "speedup_both": base / variants["exit_prefix"]["seconds_median"]}
+    if "full_independent_fp32" in variants:   # the serving dtype vs fp32, same rows
+        out["speedup_dtype"] = variants["full_independent_fp32"]["seconds_median"] / base
+        out["speedup_dtype_prefix"] = (variants["full_prefix_fp32"]["seconds_median"]
+                                       / variants["full_prefix"]["seconds_median"])
+    return out
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -157,9 +173,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ["full_independent", "exit_independent", "full_prefix", "exit_prefix"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.bar(names, [result["throughput"][n] for n in names], color=["#888", "#4a8", "#48c", "#c84"])
+    names = list(result["throughput"])   # (a)-(d), then the fp32 twins when timed
+    fig, ax = plt.subplots(figsize=(1.5 * len(names), 3.2))
+    ax.bar(names, [result["throughput"][n] for n in names],
+           color=["#888", "#4a8", "#48c", "#c84", "#bbb", "#9bd"][:len(names)])
     ax.set_ylabel("rows / s")
     ax.set_title(f"Scoring throughput, {result['candidates_per_user']} candidates/user")
     ax.tick_params(axis="x", labelsize=8)

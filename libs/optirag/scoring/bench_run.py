@@ -1,11 +1,13 @@
 """Body of ``jobs.bench_scoring`` (see optirag.scoring.bench for what is measured)."""
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from pyspark.sql import functions as F
 
 from optirag.config import Config
@@ -101,14 +103,19 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
     spec, model, tokenizer, heads, rule, prefix_ids, suffix_ids, group, users = _bench_inputs(spark, cfg, args, scfg)
     print(f"timing 4 variants x {args.repeats} on {len(group)} rows "
           f"({len(users)} users x {args.candidates_per_user})", flush=True)
+    dtype = next(model.parameters()).dtype
+    fp32_model = None if dtype == torch.float32 else copy.deepcopy(model).float()
     variants = bench.time_variants(model, heads, rule, prefix_ids, suffix_ids, group,
-                                   scfg.batch_size, tokenizer.pad_token_id, args.repeats)
+                                   scfg.batch_size, tokenizer.pad_token_id, args.repeats, fp32_model)
     speedups = bench.summarize(variants)
 
     flops, prefix_len, suffix_len = bench.rows_flops(model, prefix_ids, suffix_ids, group)
     achieved = flops / variants["full_independent"]["seconds_median"]
-    peak = bench.matmul_peak_flops(scfg.torch_threads)
-    del model
+    peak = bench.matmul_peak_flops(scfg.torch_threads, dtype=dtype)
+    peaks = {str(dtype).removeprefix("torch."): peak}
+    if fp32_model is not None:
+        peaks["float32"] = bench.matmul_peak_flops(scfg.torch_threads)
+    del model, fp32_model
 
     # --- the Ray job: 1 and 2 scorer actors on the same rows ------------------------------
     actors = {}
@@ -142,7 +149,9 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
         "variants": variants,
         "actors": actors,
         "peak_rss_mb": memory,
+        "dtype": str(dtype).removeprefix("torch."),
         "model_flops_per_s": achieved, "matmul_peak_flops_per_s": peak,
+        "matmul_peak_by_dtype": peaks,
         "roofline_ratio": achieved / peak,
         "environment": bench.environment(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
