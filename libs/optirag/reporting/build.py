@@ -125,7 +125,8 @@ def table2(inputs: ReportInputs) -> tuple[list[str], list[str]]:
         lines += _table(["Category", "Model", "Ours AUC", "Paper AUC", "Δ"], rows)
         share, n_train = N.train_share(inputs, d, "gcn"), pick(N.llm_run(inputs, d, "gcn"), "train_examples")
         if share is not None:
-            lines += [f"LLM rows tuned on {n_train:,} training examples ({100 * share:.0f}% of the "
+            pct = f"{100 * share:.0f}" if share >= 0.01 else f"{100 * share:.1g}"   # 256 of 76k: 0.3
+            lines += [f"LLM rows tuned on {n_train:,} training examples ({pct}% of the "
                       "train split; the paper's few-shot setting is < 10%).", ""]
         diffs = N.paired_differences(inputs, d)
         if diffs:

@@ -101,10 +101,10 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
 
     # --- (a)-(d) in process, same rows, interleaved repeats -------------------------------
     spec, model, tokenizer, heads, rule, prefix_ids, suffix_ids, group, users = _bench_inputs(spark, cfg, args, scfg)
-    print(f"timing 4 variants x {args.repeats} on {len(group)} rows "
-          f"({len(users)} users x {args.candidates_per_user})", flush=True)
     dtype = next(model.parameters()).dtype
     fp32_model = None if dtype == torch.float32 else copy.deepcopy(model).float()
+    print(f"timing {4 if fp32_model is None else 6} variants x {args.repeats} on {len(group)} rows "
+          f"({len(users)} users x {args.candidates_per_user}, {dtype})", flush=True)
     variants = bench.time_variants(model, heads, rule, prefix_ids, suffix_ids, group,
                                    scfg.batch_size, tokenizer.pad_token_id, args.repeats, fp32_model)
     speedups = bench.summarize(variants)
