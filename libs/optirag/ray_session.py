@@ -39,7 +39,8 @@ def init_ray(ray_cfg: Any = None, num_cpus: int | None = None) -> Any:
             kwargs["num_cpus"] = n
     else:
         kwargs["address"] = address
-    env = {k: v for k, v in faults.environment().items() if k not in _job_env_vars()}
+    job_env = _job_env_vars()
+    env = {k: v for k, v in faults.environment().items() if k not in job_env}
     if env:
         kwargs["runtime_env"] = {"env_vars": env}
     ray.init(**kwargs)

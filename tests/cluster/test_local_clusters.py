@@ -97,9 +97,9 @@ def _rows(spark, lake: Path, table: str, where: str | None = None, drop: tuple[s
     if where:
         df = df.where(where)
     cols = sorted(c for c in df.columns if c not in drop)
-    # Nulls sort first (a plain sort cannot compare None with a value).
+    # Nulls sort last (a plain sort cannot compare None with a value).
     return sorted((tuple(r) for r in df.select(*cols).collect()),
-                  key=lambda row: tuple((v is not None, v) if v is not None else (False, 0) for v in row))
+                  key=lambda row: tuple((v is None, v) for v in row))
 
 
 @pytest.fixture(scope="module")

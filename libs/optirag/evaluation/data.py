@@ -46,9 +46,12 @@ def labelled_pairs(df: pd.DataFrame) -> list[tuple[str, int]]:
     return list(zip(df["text"], df["label"].astype(int)))
 
 
-def early_stopping_prompts(spark: SparkSession, cfg: Config, variant: str, tuning, seed: int) -> pd.DataFrame | None:
-    """The valid prompts that pick the kept epoch (seeded `tuning.valid_examples` subset);
-    None when the recipe does not stop early (`tuning.patience` null)."""
+def early_stopping_pairs(spark: SparkSession, cfg: Config, variant: str, tuning,
+                         seed: int) -> list[tuple[str, int]] | None:
+    """The (text, label) valid pairs that pick the kept epoch (seeded `tuning.valid_examples`
+    subset); None when the recipe does not stop early (`tuning.patience` null) or the
+    variant has no valid prompts."""
     if not tuning.patience:
         return None
-    return seeded_subset(read_prompts(spark, cfg, variant, ["valid"]), tuning.valid_examples, seed)
+    valid = seeded_subset(read_prompts(spark, cfg, variant, ["valid"]), tuning.valid_examples, seed)
+    return labelled_pairs(valid) or None

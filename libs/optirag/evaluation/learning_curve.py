@@ -28,7 +28,7 @@ from optirag import registry
 from optirag.config import Config
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import (
-    data_version, early_stopping_prompts, labelled_pairs, read_prompts, seeded_subset,
+    data_version, early_stopping_pairs, labelled_pairs, read_prompts, seeded_subset,
 )
 from optirag.evaluation.metrics import ctr_metrics, write_report
 from optirag.evaluation.replicas import scorer_kind
@@ -60,11 +60,10 @@ def _from_eval(cfg: Config, variant: str, n_train: int, version: str) -> dict | 
 def curve_point(cfg: Config, mcfg: ModelConfig, train, valid, test, n: int) -> dict[str, Any]:
     """Tune on the first `n` training prompts, score the test split; times and AUC."""
     examples = labelled_pairs(train.iloc[:n])
-    valid_pairs = labelled_pairs(valid) if valid is not None else None
     model, tokenizer = load_model(mcfg)
     answer = answer_tokens(tokenizer, mcfg.answer)
     started = time.time()
-    result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer, valid_pairs)
+    result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer, valid)
     train_seconds = time.time() - started
     started = time.time()
     scores = score_frame(result.model.get_base_model(), tokenizer, mcfg, test, progress=f"test n={n}")
@@ -86,7 +85,7 @@ def learning_curve(spark: SparkSession, cfg: Config, variant: str, sizes: list[s
     train = seeded_subset(read_prompts(spark, cfg, variant, ["train"]), None, ecfg.seed)
     if train.empty:
         raise FileNotFoundError(f"no training prompts for variant {variant!r}: run jobs.build_prompts")
-    valid = early_stopping_prompts(spark, cfg, variant, mcfg.tuning, ecfg.seed)
+    valid = early_stopping_pairs(spark, cfg, variant, mcfg.tuning, ecfg.seed)
     test = read_prompts(spark, cfg, variant, ["test"])
     version = data_version(spark, cfg)
     points = []

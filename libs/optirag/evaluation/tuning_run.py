@@ -17,7 +17,7 @@ from optirag import registry
 from optirag.config import Config
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import (
-    data_version, early_stopping_prompts, labelled_pairs, read_prompts, seeded_subset,
+    data_version, early_stopping_pairs, labelled_pairs, read_prompts, seeded_subset,
 )
 from optirag.evaluation.replicas import replica_seed, scorer_kind, with_seed
 from optirag.llm.config import ModelConfig
@@ -44,8 +44,7 @@ def train_scorer(spark: SparkSession, cfg: Config, variant: str, seed: int | Non
         raise FileNotFoundError(f"no training prompts for variant {variant!r} in "
                                 f"{cfg.dataset_lake()}/prompts: run jobs.build_prompts first")
     train = seeded_subset(train, ecfg.train_examples, ecfg.seed)
-    valid = early_stopping_prompts(spark, cfg, variant, mcfg.tuning, ecfg.seed)
-    valid = (labelled_pairs(valid) or None) if valid is not None else None
+    valid = early_stopping_pairs(spark, cfg, variant, mcfg.tuning, ecfg.seed)
     model, tokenizer = load_model(mcfg)
     answer = answer_tokens(tokenizer, mcfg.answer)
     check_answer_boundary(tokenizer, train["text"].iloc[0], mcfg.answer)

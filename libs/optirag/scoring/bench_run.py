@@ -112,7 +112,8 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
     flops, prefix_len, suffix_len = bench.rows_flops(model, prefix_ids, suffix_ids, group)
     achieved = flops / variants["full_independent"]["seconds_median"]
     peak = bench.matmul_peak_flops(scfg.torch_threads, dtype=dtype)
-    peaks = {str(dtype).removeprefix("torch."): peak}
+    dtype_name = str(dtype).removeprefix("torch.")
+    peaks = {dtype_name: peak}
     if fp32_model is not None:
         peaks["float32"] = bench.matmul_peak_flops(scfg.torch_threads)
     del model, fp32_model
@@ -149,7 +150,7 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
         "variants": variants,
         "actors": actors,
         "peak_rss_mb": memory,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": dtype_name,
         "model_flops_per_s": achieved, "matmul_peak_flops_per_s": peak,
         "matmul_peak_by_dtype": peaks,
         "roofline_ratio": achieved / peak,
