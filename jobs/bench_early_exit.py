@@ -4,6 +4,10 @@ python -m jobs.bench_early_exit --lake /tmp/lake [--datasets bookcrossing,moviel
 Needs, per dataset, the variant's prompts, tuned scorer and exit heads (jobs.build_prompts,
 train_scorer, train_exit_heads). Updates reports/bench/early_exit.json (results of other
 datasets and variants already there are kept) and draws the gcn sweeps as PNGs.
+
+--head-recipes lr0=1e-3,1e-2 epochs=3,30 distill=0,0.5: instead, which exit-head training
+recipe (every combination, on the scorer's cached features) lets the rule chosen on valid
+exit early: head AUCs, AUC and FLOPs ratio on valid only -> reports/bench/exit_head_recipes.json.
 """
 import argparse
 import json
@@ -31,6 +35,8 @@ def main() -> int:
     parser.add_argument("--k-rows", type=int, default=120, help="test rows of the k sweep")
     parser.add_argument("--max-auc-loss", type=float, default=None,
                         help="AUC/100 the chosen rule may lose on valid; default early_exit.calibration")
+    parser.add_argument("--head-recipes", nargs="+", default=None, metavar="KEY=V1,V2",
+                        help="sweep exit-head recipes (keys lr0, epochs, distill) instead")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default="reports/bench")
     args = parser.parse_args()
@@ -39,28 +45,63 @@ def main() -> int:
     from optirag.early_exit import bench
     from optirag.spark import get_spark
 
-    torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.head_recipes:   # no timing here: every core collects the features
+        return sweep_recipes(args, out)
+    torch.set_num_threads(1)
     path = out / "early_exit.json"
     # results of other datasets / variants already in the file are kept (merge_result)
     doc = json.loads(path.read_text()) if path.is_file() else {}
+    for name, variant, cfg in _runs(args):
+        print(f"== {name} / {variant}", flush=True)
+        result = bench.bench_dataset(
+            get_spark(cfg), cfg, variant, args.max_rows, args.timing_rows, args.repeats,
+            args.taus and [float(t) for t in args.taus.split(",")],
+            args.windows and [int(m) for m in args.windows.split(",")],
+            args.max_auc_loss, [int(k) for k in args.ks.split(",") if k], args.k_rows)
+        print(json.dumps({k: result[k] for k in ("auc_full", "auc_exit", "mean_exit_layer",
+                          "flops_ratio", "throughput_ratio", "compaction_efficiency")}), flush=True)
+        _save(path, bench.merge_result(doc, result))
+    primary = {n: r for n, r in doc.get("datasets", {}).items() if r.get("variant") == bench.PRIMARY}
+    print("plots:", bench.plot(primary, out))
+    print(f"report: {path}")
+    return 0
+
+
+def _runs(args):
+    """(dataset, variant, config) for every dataset x variant asked for."""
     for name in args.datasets.split(","):
         cfg = load_config(name, env=args.env, model=args.model, lake=args.lake, overrides=args.overrides)
         for variant in args.variants.split(","):
-            print(f"== {name} / {variant}", flush=True)
-            result = bench.bench_dataset(
-                get_spark(cfg), cfg, variant, args.max_rows, args.timing_rows, args.repeats,
-                args.taus and [float(t) for t in args.taus.split(",")],
-                args.windows and [int(m) for m in args.windows.split(",")],
-                args.max_auc_loss, [int(k) for k in args.ks.split(",") if k], args.k_rows)
-            print(json.dumps({k: result[k] for k in ("auc_full", "auc_exit", "mean_exit_layer",
-                              "flops_ratio", "throughput_ratio", "compaction_efficiency")}), flush=True)
-            bench.merge_result(doc, result)
-            doc["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            path.write_text(json.dumps(doc, indent=2, default=float) + "\n")   # after each run: nothing lost
-    primary = {n: r for n, r in doc.get("datasets", {}).items() if r.get("variant") == bench.PRIMARY}
-    print("plots:", bench.plot(primary, out))
+            yield name, variant, cfg
+
+
+def _save(path: Path, doc: dict) -> None:
+    """Written after each run: nothing measured is lost to a later failure."""
+    doc["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path.write_text(json.dumps(doc, indent=2, default=float) + "\n")
+
+
+def sweep_recipes(args, out: Path) -> int:
+    from optirag.early_exit.recipes import recipe_grid, sweep_head_recipes
+    from optirag.spark import get_spark
+
+    values = {}
+    for item in args.head_recipes:
+        key, _, listed = item.partition("=")
+        cast = int if key == "epochs" else float
+        values[key] = [cast(v) for v in listed.split(",") if v]
+    recipes = recipe_grid(values)
+    path = out / "exit_head_recipes.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    for name, variant, cfg in _runs(args):
+        print(f"== {name} / {variant}: {len(recipes)} head recipes", flush=True)
+        result = sweep_head_recipes(get_spark(cfg), cfg, variant, recipes, args.max_auc_loss)
+        for r in result["recipes"]:
+            print(json.dumps({k: r[k] for k in (*values, "valid_auc", "valid_flops_ratio")}), flush=True)
+        doc.setdefault("datasets", {}).setdefault(name, {})[variant] = result
+        _save(path, doc)
     print(f"report: {path}")
     return 0
 

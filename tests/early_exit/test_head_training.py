@@ -12,6 +12,7 @@ from optirag.early_exit.training import (
     heads_loss,
     train_exit_heads,
 )
+from optirag.early_exit.training import exit_probabilities
 from optirag.llm.scoring import encode_prompts
 
 LIKED = ["great", "wonderful", "excellent", "lovely", "superb", "brilliant", "moving", "fun"]
@@ -37,7 +38,8 @@ def test_per_head_learning_rates_decay_with_depth(tiny_model, answer):
 
 def test_features_are_the_hidden_states_after_each_exit_layer(tiny_model, tokenizer):
     prompts = [p for p, _ in EXAMPLES[:3]]
-    features = collect_exit_features(tiny_model, tokenizer, prompts, [2, 4], batch_size=2)
+    features, p_final = collect_exit_features(tiny_model, tokenizer, prompts, [2, 4], batch_size=2)
+    assert p_final is None  # no answer tokens given: no distillation target
     captured = []
     hooks = [tiny_model.get_decoder().layers[i - 1].register_forward_hook(
         lambda m, a, out: captured.append(out)) for i in (2, 4)]
@@ -60,7 +62,7 @@ def test_training_reduces_the_loss_of_every_head_and_touches_nothing_else(tiny_m
     heads = ExitHeads.from_model(tiny_model, answer, EarlyExitConfig(exit_layers=[2, 4]))
     training = HeadTrainingConfig(lr0=0.05, beta=1.0, epochs=15, batch_size=8, seed=3,
                                   progress=False)
-    features = collect_exit_features(tiny_model, tokenizer, [p for p, _ in EXAMPLES], [2, 4], 8)
+    features, _ = collect_exit_features(tiny_model, tokenizer, [p for p, _ in EXAMPLES], [2, 4], 8)
     labels = torch.tensor([y for _, y in EXAMPLES])
     model_state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     final_state = {k: v.clone() for k, v in heads[6].state_dict().items()}
@@ -83,7 +85,7 @@ def test_full_vocab_heads_train_with_the_vocabulary_loss(tiny_model, tokenizer, 
     heads = ExitHeads.from_model(tiny_model, answer,
                                  EarlyExitConfig(exit_layers=[3], head_type="full_vocab"))
     training = HeadTrainingConfig(lr0=0.02, epochs=5, batch_size=8, progress=False)
-    features = collect_exit_features(tiny_model, tokenizer, [p for p, _ in EXAMPLES], [3], 8)
+    features, _ = collect_exit_features(tiny_model, tokenizer, [p for p, _ in EXAMPLES], [3], 8)
     labels = torch.tensor([y for _, y in EXAMPLES])
     with torch.no_grad():
         before = heads_loss(heads, features, labels)[0]
@@ -93,3 +95,29 @@ def test_full_vocab_heads_train_with_the_vocabulary_loss(tiny_model, tokenizer, 
     train_exit_heads(tiny_model, tokenizer, heads, EXAMPLES, training)
     with torch.no_grad():
         assert heads_loss(heads, features, labels)[0] < before
+
+
+def test_distilled_heads_learn_to_answer_as_the_full_model(tiny_model, tokenizer, answer):
+    """distill = 1: the target is the model's own final P(Yes) (the same as its last-layer
+    head gives), and training moves every head towards it, labels unused."""
+    prompts = [p for p, _ in EXAMPLES]
+    heads = ExitHeads.from_model(tiny_model, answer, EarlyExitConfig(exit_layers=[2, 4]))
+    features, p_final = collect_exit_features(tiny_model, tokenizer, prompts, [2, 4], 8,
+                                              answer=answer)
+    ids, mask = encode_prompts(tokenizer, prompts)
+    torch.testing.assert_close(p_final, exit_probabilities(tiny_model, heads, ids, mask)[:, -1])
+
+    def gap() -> float:   # mean |P_head - P_final| over heads and rows
+        with torch.no_grad():
+            return float(torch.stack([(heads[layer].p_yes(features[:, j]) - p_final).abs()
+                                      for j, layer in enumerate([2, 4])]).mean())
+
+    flipped = [(p, 1 - y) for p, y in EXAMPLES]   # wrong labels: only the distillation counts
+    before = gap()
+    train_exit_heads(tiny_model, tokenizer, heads, flipped,
+                     HeadTrainingConfig(lr0=0.05, epochs=20, batch_size=8, distill=1.0,
+                                        progress=False))
+    assert gap() < 0.5 * before
+    labels = torch.tensor([y for _, y in EXAMPLES])
+    with pytest.raises(ValueError, match="p_final"):
+        heads_loss(heads, features.float(), labels, None, distill=0.5)

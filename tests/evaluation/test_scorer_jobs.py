@@ -151,6 +151,8 @@ def test_evaluate_early_exit_scores_the_eval_rows_with_the_chosen_rule(spark, tr
     # the full-depth run is kept beside it, and the heads' last column is that run's score
     assert "none" in json.loads(report_path(cfg, evaluation_config(cfg)).read_text())["runs"]
     assert ee["test"]["auc_full_depth"] == pytest.approx(full["metrics"]["test"]["auc"])
+    assert list(ee["test"]["head_auc"]) == ["2", "3", "4", "5", "6"]   # each head alone
+    assert ee["test"]["head_auc"]["6"] == pytest.approx(ee["test"]["auc_full_depth"])
     # the bench (Figures 3-5) chooses its rule the same way, on its own rows
     from optirag.early_exit.bench import bench_dataset
 
@@ -170,6 +172,29 @@ def test_evaluate_early_exit_scores_the_eval_rows_with_the_chosen_rule(spark, tr
     runs = evaluate_early_exit(spark, cfg, ["none"], seed=seed)["runs"]
     assert runs[f"none+ee/seed={seed}"]["model_version"] == replica["model_version"]
     assert runs[f"none+ee/seed={seed}"]["tuning_seed"] == seed and runs["none+ee"]["tuning_seed"] == seed - 1
+
+
+def test_head_recipe_sweep_fits_fresh_heads_per_recipe_on_valid(spark, trained):
+    """jobs.bench_early_exit --head-recipes: every combination, each from fresh heads on the
+    same cached features; the full-depth column is the scorer's own answer on valid."""
+    from optirag.early_exit.recipes import recipe_grid, sweep_head_recipes
+
+    cfg, summary = trained
+    recipes = recipe_grid({"lr0": [0.05], "epochs": [1, 20], "distill": [0.0, 1.0]})
+    assert recipes[:2] == [{"lr0": 0.05, "epochs": 1, "distill": 0.0},
+                           {"lr0": 0.05, "epochs": 1, "distill": 1.0}] and len(recipes) == 4
+    with pytest.raises(ValueError, match="unknown head-recipe keys"):
+        recipe_grid({"beta": [1.0]})
+    out = sweep_head_recipes(spark, cfg, "none", recipes)
+    assert out["model_version"] == summary["model_version"]
+    assert out["valid_rows"] == 2 and out["train_rows"] == 9 and out["exit_layers"] == [2, 3, 4, 5, 6]
+    by = {(r["epochs"], r["distill"]): r for r in out["recipes"]}
+    for r in out["recipes"]:
+        assert list(r["head_auc_valid"]) == ["2", "3", "4", "5", "6"]
+        assert r["head_auc_valid"]["6"] == out["auc_full_valid"]   # the model's own head
+        assert 0 < r["valid_flops_ratio"] <= 1
+    for distill in (0.0, 1.0):   # fresh heads each time: more epochs, lower loss
+        assert by[(20, distill)]["train_loss_last_epoch"] < by[(1, distill)]["train_loss_last_epoch"]
 
 
 def test_learning_curve_tunes_nested_sizes_and_writes_rates(spark, trained, tmp_path):

@@ -22,6 +22,9 @@ class HeadTrainingConfig(_Section):
     # 32-layer model; "layer" = the raw 1-based layer index (the paper's literal d_l).
     depth: Literal["normalized", "layer"] = "normalized"
     weight_decay: float = 0.0
+    # Weight of self-distillation from the model's own final answer in each head's loss
+    # (0: the paper's label CE only; 1: the heads only learn to agree with the full model).
+    distill: float = Field(0.0, ge=0.0, le=1.0)
     epochs: int = 3
     batch_size: int = 32
     # Batch size of the single frozen forward pass that collects the exit hidden states.

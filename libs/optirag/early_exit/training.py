@@ -7,9 +7,14 @@ cached (in the model dtype, on CPU); the epochs then run over the cache, which c
 the heads' own matmuls.
 
 Loss: the sum over heads of each head's mean CE (L_exit^(l) = -log p^(l)(y|x)); over
-(No, Yes) for binary heads, over the full vocabulary for full_vocab heads. Each head is its
-own optimizer parameter group with lambda_n = lr0 * exp(-beta * d_n), where d_n is the head's
-depth: layer / num_layers ("normalized", default) or the 1-based layer index ("layer").
+(No, Yes) for binary heads, over the full vocabulary for full_vocab heads. With
+``distill`` = a > 0 each head's loss is (1 - a) * that CE + a * the CE of its (No, Yes)
+softmax against the model's own final P(Yes) on the same row (self-distillation, as in
+FastBERT): a head then learns to answer as the full model does, which is what an exit must
+do to cost no AUC, and the same forward pass that collects the features gives the target.
+Each head is its own optimizer parameter group with lambda_n = lr0 * exp(-beta * d_n),
+where d_n is the head's depth: layer / num_layers ("normalized", default) or the 1-based
+layer index ("layer").
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from optirag.early_exit.config import HeadTrainingConfig
 from optirag.early_exit.heads import ExitHeads
 from optirag.llm.scoring import (
+    AnswerTokens,
     answer_logits,
     encode_prompts,
     last_token_index,
@@ -70,18 +76,23 @@ def exit_probabilities(
 def collect_exit_features(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
     layers: Sequence[int], batch_size: int, max_length: int | None = None,
-    progress: bool = False,
-) -> torch.Tensor:
-    """(n, len(layers), H) last-token hidden states at the exit layers, on CPU, model dtype."""
+    progress: bool = False, answer: AnswerTokens | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """((n, len(layers), H) last-token hidden states at the exit layers, on CPU, model
+    dtype; (n,) the model's own final P(Yes), the distillation target, when `answer` is
+    given, else None)."""
     device = next(model.parameters()).device
-    chunks = []
+    chunks, finals = [], []
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="exit features", disable=not progress):
         input_ids, attention_mask = encode_prompts(
             tokenizer, prompts[start: start + batch_size], max_length, device
         )
-        chunks.append(exit_hidden_states(model, input_ids, attention_mask, layers)[0].cpu())
-    return torch.cat(chunks)
+        states, final = exit_hidden_states(model, input_ids, attention_mask, layers)
+        chunks.append(states.cpu())
+        if answer is not None:
+            finals.append(yes_probability(answer_logits(model, final, answer)).cpu())
+    return torch.cat(chunks), torch.cat(finals) if finals else None
 
 
 def head_depth(layer: int, num_layers: int, training: HeadTrainingConfig) -> float:
@@ -105,11 +116,16 @@ def build_head_optimizer(heads: ExitHeads, training: HeadTrainingConfig) -> torc
 
 
 def heads_loss(
-    heads: ExitHeads, features: torch.Tensor, labels: torch.Tensor
+    heads: ExitHeads, features: torch.Tensor, labels: torch.Tensor,
+    p_final: torch.Tensor | None = None, distill: float = 0.0,
 ) -> tuple[torch.Tensor, list[float]]:
-    """(sum over heads of mean CE, per-head mean CE) for features (B, K, H), labels (B,)."""
+    """(sum over heads of their mean loss, per-head mean loss) for features (B, K, H),
+    labels (B,); with `distill` > 0, mixed with the CE against `p_final` (B,)."""
+    if distill and p_final is None:
+        raise ValueError("distill > 0 needs the model's final P(Yes) (p_final)")
     total = features.new_zeros((), dtype=torch.float32)
     per_head = []
+    soft = None if not distill else torch.stack([1 - p_final, p_final], dim=1).float()
     for j, layer in enumerate(heads.trainable_layers):
         head = heads[layer]
         logits = head(features[:, j])
@@ -118,6 +134,9 @@ def heads_loss(
         else:
             targets = labels  # binary logits are ordered (No, Yes)
         loss = torch.nn.functional.cross_entropy(logits, targets)
+        if soft is not None:
+            pair = torch.nn.functional.cross_entropy(logits[:, head.pair_index], soft)
+            loss = (1 - distill) * loss + distill * pair
         total = total + loss
         per_head.append(loss.item())
     return total, per_head
@@ -132,25 +151,36 @@ def train_exit_heads(
     if not examples:
         raise ValueError("no training examples for the exit heads")
     model.requires_grad_(False).eval()
-    torch.manual_seed(training.seed)
     prompts = [p for p, _ in examples]
-    features = collect_exit_features(model, tokenizer, prompts, heads.trainable_layers,
-                                     training.feature_batch_size, max_length, training.progress)
+    features, p_final = collect_exit_features(
+        model, tokenizer, prompts, heads.trainable_layers, training.feature_batch_size,
+        max_length, training.progress, answer=heads.answer if training.distill else None)
     labels = torch.tensor([int(y) for _, y in examples], dtype=torch.long)
+    return fit_heads(heads, features, labels, p_final, training)
+
+
+def fit_heads(heads: ExitHeads, features: torch.Tensor, labels: torch.Tensor,
+              p_final: torch.Tensor | None, training: HeadTrainingConfig) -> list[float]:
+    """The epochs over cached features (n, K, H): heads trained in place with the per-head
+    learning rates; returns the loss of every step."""
     device = next(heads.parameters()).device
+    torch.manual_seed(training.seed)
     optimizer = build_head_optimizer(heads, training)
     generator = torch.Generator().manual_seed(training.seed)
+    labels = labels.long()
 
     losses: list[float] = []
     heads.train()
     for epoch in range(training.epochs):
-        order = torch.randperm(len(examples), generator=generator)
+        order = torch.randperm(len(labels), generator=generator)
         batches = [order[i: i + training.batch_size]
-                   for i in range(0, len(examples), training.batch_size)]
+                   for i in range(0, len(labels), training.batch_size)]
         bar = tqdm(batches, desc=f"exit heads epoch {epoch + 1}/{training.epochs}",
                    disable=not training.progress)
         for idx in bar:
-            loss, _ = heads_loss(heads, features[idx].to(device).float(), labels[idx].to(device))
+            loss, _ = heads_loss(heads, features[idx].to(device).float(), labels[idx].to(device),
+                                 None if p_final is None else p_final[idx].to(device),
+                                 training.distill)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

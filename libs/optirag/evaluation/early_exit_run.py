@@ -81,7 +81,10 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
         per_split = {s: {**replay(p[m], labels[m], layers, heads.num_layers, rule),
                          "auc_ci95": run["metrics"][s]["auc_ci95"],
                          "auc_full_depth": auc(labels[m], p[m, -1].numpy()),
-                         "auc_full_depth_ci95": auc_interval(labels[m], p[m, -1].numpy())}
+                         "auc_full_depth_ci95": auc_interval(labels[m], p[m, -1].numpy()),
+                         # each head alone (every row leaving there): what an exit can reach
+                         "head_auc": {str(layer): auc(labels[m], p[m, j].numpy())
+                                      for j, layer in enumerate(layers)}}
                      for s, m in split.items()}
         runs[key] = {**run, "tuned": True, "tuning_seed": tuning_seed(meta),
                      "heads_version": heads_dir.name,
