@@ -185,6 +185,8 @@ def test_head_recipe_sweep_fits_fresh_heads_per_recipe_on_valid(spark, trained):
                            {"lr0": 0.05, "epochs": 1, "distill": 1.0}] and len(recipes) == 4
     with pytest.raises(ValueError, match="unknown head-recipe keys"):
         recipe_grid({"beta": [1.0]})
+    with pytest.raises(ValueError, match="at least one value per key"):
+        recipe_grid({"lr0": [0.05], "epochs": []})   # `epochs=` given without values
     out = sweep_head_recipes(spark, cfg, "none", recipes)
     assert out["model_version"] == summary["model_version"]
     assert out["valid_rows"] == 2 and out["train_rows"] == 9 and out["exit_layers"] == [2, 3, 4, 5, 6]

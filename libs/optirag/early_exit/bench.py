@@ -30,6 +30,11 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else None
 
 
+def head_aucs(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int]) -> dict[str, float | None]:
+    """AUC of each exit layer's head alone (every row leaving there), keyed by layer."""
+    return {str(layer): auc(labels, p[:, j].numpy()) for j, layer in enumerate(exit_layers)}
+
+
 def replay(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_layers: int,
            cfg: EarlyExitConfig) -> dict[str, Any]:
     """AUC / mean exit layer / FLOPs ratio of a rule, replayed on the (n, K) P matrix."""
@@ -148,8 +153,7 @@ def bench_dataset(spark, cfg, variant: str, max_rows: int, timing_rows: int, rep
         data[split] = (p, rows["label"].to_numpy(), rows)
         out[f"{split}_rows"] = len(rows)
         out[f"{split}_forward_seconds"] = time.perf_counter() - started
-        out[f"{split}_auc_per_exit_layer"] = {int(l): auc(rows["label"].to_numpy(), p[:, j].numpy())
-                                              for j, l in enumerate(layers)}
+        out[f"{split}_auc_per_exit_layer"] = head_aucs(p, rows["label"].to_numpy(), layers)
     pv, yv, _ = data["valid"]
     best_cfg, seen = calibrate(pv, yv, layers, num_layers, ee, taus, windows, max_auc_loss)
     best, valid_grid, full_valid = seen["best"], seen["grid"], seen["auc_full"]

@@ -25,7 +25,7 @@ class HeadTrainingConfig(_Section):
     # Weight of self-distillation from the model's own final answer in each head's loss
     # (0: the paper's label CE only; 1: the heads only learn to agree with the full model).
     distill: float = Field(0.0, ge=0.0, le=1.0)
-    epochs: int = 3
+    epochs: int = Field(3, ge=1)
     batch_size: int = 32
     # Batch size of the single frozen forward pass that collects the exit hidden states.
     feature_batch_size: int = 8

@@ -68,7 +68,7 @@ def train_heads(spark: SparkSession, cfg: Config, variant: str, scorer_version: 
     import torch
 
     from optirag.early_exit.heads import ExitHeads, save_exit_heads
-    from optirag.early_exit.training import build_head_optimizer, train_exit_heads
+    from optirag.early_exit.training import build_head_optimizer, epoch_mean_losses, train_exit_heads
     from optirag.evaluation.replicas import heads_kind, replica_seed
     from optirag.llm.config import ModelConfig
 
@@ -85,7 +85,7 @@ def train_heads(spark: SparkSession, cfg: Config, variant: str, scorer_version: 
     lrs = {g["layer"]: g["lr"] for g in build_head_optimizer(heads, ee.training).param_groups}
     losses = train_exit_heads(model, tokenizer, heads, list(zip(rows["text"], rows["label"])),
                               ee.training, max_length=model.config.max_position_embeddings)
-    steps_per_epoch = max(1, len(losses) // max(ee.training.epochs, 1))
+    epoch_losses = epoch_mean_losses(losses, ee.training.epochs)
     dv = data_version(spark, cfg)
     digest = hashlib.sha256(f"{model_version}|{dv}|{ee.model_dump_json()}".encode()).hexdigest()[:12]
     version = f"heads-{digest}"
@@ -93,8 +93,7 @@ def train_heads(spark: SparkSession, cfg: Config, variant: str, scorer_version: 
                            model_version, extra={
         "heads_version": version, "data_version": dv, "variant": variant, "tuning_seed": seed,
         "examples": len(rows), "learning_rates": {str(k): v for k, v in lrs.items()},
-        "loss_first_epoch": sum(losses[:steps_per_epoch]) / steps_per_epoch,
-        "loss_last_epoch": sum(losses[-steps_per_epoch:]) / steps_per_epoch,
+        "loss_first_epoch": epoch_losses[0], "loss_last_epoch": epoch_losses[-1],
         "early_exit": ee.model_dump(mode="json"),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     })

@@ -17,13 +17,15 @@ import itertools
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
-from optirag.early_exit.bench import auc, calibrate
+from optirag.early_exit.bench import auc, calibrate, head_aucs
 from optirag.early_exit.config import EarlyExitConfig
 from optirag.early_exit.heads import ExitHeads
-from optirag.early_exit.training import collect_exit_features, fit_heads
+from optirag.early_exit.training import (
+    collect_exit_features, epoch_mean_losses, fit_heads, stack_exit_probabilities,
+)
+from optirag.evaluation.data import in_length_order
 
 RECIPE_KEYS = ("lr0", "epochs", "distill")
 
@@ -33,17 +35,19 @@ def recipe_grid(values: dict[str, list]) -> list[dict[str, Any]]:
     unknown = set(values) - set(RECIPE_KEYS)
     if unknown:
         raise ValueError(f"unknown head-recipe keys {sorted(unknown)}; known: {list(RECIPE_KEYS)}")
+    empty = sorted(k for k, listed in values.items() if not listed)
+    if not values or empty:
+        raise ValueError(f"head recipes need at least one value per key (KEY=V1,V2); none for {empty or 'any key'}")
     keys = [k for k in RECIPE_KEYS if k in values]
     return [dict(zip(keys, combo)) for combo in itertools.product(*(values[k] for k in keys))]
 
 
 def _features(model, tokenizer, answer, rows, layers, ee: EarlyExitConfig):
-    order = np.argsort(rows["n_tokens"].to_numpy(), kind="stable")   # less padding
-    states, p_final = collect_exit_features(
-        model, tokenizer, rows["text"].to_numpy()[order].tolist(), layers,
-        ee.training.feature_batch_size, None, ee.training.progress, answer=answer)
-    back = torch.from_numpy(np.argsort(order))
-    return states[back], p_final[back], torch.tensor(rows["label"].to_numpy(), dtype=torch.long)
+    """(states, the model's final P(Yes), labels) of `rows`, in their order."""
+    states, p_final = in_length_order(rows, lambda texts: collect_exit_features(
+        model, tokenizer, texts, layers, ee.training.feature_batch_size, None,
+        ee.training.progress, answer=answer))
+    return states, p_final, torch.tensor(rows["label"].to_numpy(), dtype=torch.long)
 
 
 def sweep_head_recipes(spark, cfg, variant: str, recipes: list[dict[str, Any]],
@@ -72,19 +76,17 @@ def sweep_head_recipes(spark, cfg, variant: str, recipes: list[dict[str, Any]],
         recipe_ee = ee.model_copy(update={"training": training})
         heads = ExitHeads.from_model(model, answer, recipe_ee)
         fit_started = time.time()
-        losses = fit_heads(heads, x_train, y_train, p_train, training)
-        per_epoch = max(1, len(losses) // max(training.epochs, 1))
+        losses = epoch_mean_losses(fit_heads(heads, x_train, y_train, p_train, training),
+                                   training.epochs)
         with torch.no_grad():
-            p = torch.stack([heads[layer].p_yes(x_valid[:, j]) for j, layer in
-                             enumerate(heads.trainable_layers)] + [p_valid.float()], dim=1)
+            p = stack_exit_probabilities(heads, x_valid, p_valid)
         _, seen = calibrate(p, y_valid.numpy(), layers, heads.num_layers, recipe_ee,
                             max_auc_loss=max_auc_loss)
         best = seen["best"]
         out["recipes"].append({
             **recipe, "fit_seconds": round(time.time() - fit_started, 1),
-            "train_loss_last_epoch": float(np.mean(losses[-per_epoch:])) if losses else None,
-            "head_auc_valid": {str(layer): auc(y_valid.numpy(), p[:, j].numpy())
-                               for j, layer in enumerate(layers)},
+            "train_loss_last_epoch": losses[-1] if losses else None,
+            "head_auc_valid": head_aucs(p, y_valid.numpy(), layers),
             "rule": {"tau": best["tau"], "window": best["window"]},
             "valid_auc": best["auc"], "valid_flops_ratio": best["flops_ratio"],
             "valid_mean_exit_layer": best.get("mean_exit_layer")})

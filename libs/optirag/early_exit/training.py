@@ -66,10 +66,15 @@ def exit_probabilities(
     """P(Yes) of every exit layer's head for every row, (B, K), from one full forward: the
     reference the engine is tested against, and the input for calibrating exit rules."""
     states, final = exit_hidden_states(model, input_ids, attention_mask, heads.trainable_layers)
-    columns = [heads[layer].p_yes(states[:, j]) for j, layer in enumerate(heads.trainable_layers)]
     # The final layer answers with the model's own norm + head (`final` is already normed).
-    columns.append(yes_probability(answer_logits(model, final, heads.answer)))
-    return torch.stack(columns, dim=1)
+    return stack_exit_probabilities(heads, states, yes_probability(answer_logits(model, final, heads.answer)))
+
+
+def stack_exit_probabilities(heads: ExitHeads, states: torch.Tensor, p_final: torch.Tensor) -> torch.Tensor:
+    """(B, K) P(Yes): each trainable head on its layer's states (B, K - 1, H), then the
+    model's own final P(Yes) (B,)."""
+    columns = [heads[layer].p_yes(states[:, j]) for j, layer in enumerate(heads.trainable_layers)]
+    return torch.stack(columns + [p_final], dim=1)
 
 
 @torch.no_grad()
@@ -167,7 +172,6 @@ def fit_heads(heads: ExitHeads, features: torch.Tensor, labels: torch.Tensor,
     torch.manual_seed(training.seed)
     optimizer = build_head_optimizer(heads, training)
     generator = torch.Generator().manual_seed(training.seed)
-    labels = labels.long()
 
     losses: list[float] = []
     heads.train()
@@ -188,3 +192,11 @@ def fit_heads(heads: ExitHeads, features: torch.Tensor, labels: torch.Tensor,
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
     heads.eval()
     return losses
+
+
+def epoch_mean_losses(losses: Sequence[float], epochs: int) -> list[float]:
+    """The mean step loss of each epoch of `fit_heads` (every epoch has the same steps)."""
+    if not losses:
+        return []
+    per = len(losses) // epochs
+    return [sum(losses[i: i + per]) / per for i in range(0, len(losses), per)]

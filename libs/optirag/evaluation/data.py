@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -13,6 +14,15 @@ from optirag.tables import MANIFEST, PROMPTS, read_table
 
 PROMPT_COLUMNS = ["sample_id", "user_id", "item_id", "label", "split", "retriever_version",
                   "n_tokens", "text"]
+
+
+def in_length_order(prompts: pd.DataFrame, score):
+    """`score(texts)` on the prompts sorted by token count (batches of similar length waste
+    less padding); its row-aligned output, or each of a tuple of them, in the frame's order."""
+    order = np.argsort(prompts["n_tokens"].to_numpy(), kind="stable")
+    out = score(prompts["text"].to_numpy()[order].tolist())
+    back = np.argsort(order)
+    return tuple(o[back] for o in out) if isinstance(out, tuple) else out[back]
 
 
 def seeded_subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:

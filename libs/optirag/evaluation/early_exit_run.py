@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from optirag import registry
 from optirag.config import Config
 from optirag.evaluation.config import evaluation_config
-from optirag.evaluation.data import data_version
+from optirag.evaluation.data import data_version, in_length_order
 from optirag.evaluation.metrics import auc_interval
 from optirag.evaluation.replicas import exit_run_key, heads_kind, replica_seed, scorer_kind, tuning_seed
 from optirag.evaluation.run import eval_prompts, merge_report, save_run
@@ -36,7 +36,7 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
                         seed: int | None = None) -> dict:
     """Evaluate `variants`' scorers with their exit heads (or their seed replicas' with
     `seed`); a variant without prompts, scorer or matching heads is skipped with the reason."""
-    from optirag.early_exit.bench import auc, calibrate, p_matrix, replay
+    from optirag.early_exit.bench import auc, calibrate, head_aucs, p_matrix, replay
     from optirag.early_exit.heads import load_exit_heads
     from optirag.early_exit.job import early_exit_config
     from optirag.early_exit.rules import build_rule, simulate_exits
@@ -64,11 +64,9 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
             skipped[key] = f"no exit heads for this scorer: {e} (run jobs.train_exit_heads)"
             continue
         started = time.time()
-        order = np.argsort(prompts["n_tokens"].to_numpy(), kind="stable")   # less padding
-        p_sorted = p_matrix(model, tokenizer, heads, prompts["text"].to_numpy()[order].tolist(),
-                            mcfg.batch_size, mcfg.max_length, progress=f"exit heads {key}")
-        p = torch.empty_like(p_sorted)
-        p[torch.from_numpy(order)] = p_sorted
+        p = in_length_order(prompts, lambda texts: p_matrix(
+            model, tokenizer, heads, texts, mcfg.batch_size, mcfg.max_length,
+            progress=f"exit heads {key}"))
         seconds = time.time() - started
         labels = prompts["label"].to_numpy()
         split = {s: (prompts["split"] == s).to_numpy(copy=True) for s in ecfg.splits}   # writable: torch indexes with it
@@ -82,9 +80,7 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
                          "auc_ci95": run["metrics"][s]["auc_ci95"],
                          "auc_full_depth": auc(labels[m], p[m, -1].numpy()),
                          "auc_full_depth_ci95": auc_interval(labels[m], p[m, -1].numpy()),
-                         # each head alone (every row leaving there): what an exit can reach
-                         "head_auc": {str(layer): auc(labels[m], p[m, j].numpy())
-                                      for j, layer in enumerate(layers)}}
+                         "head_auc": head_aucs(p[m], labels[m], layers)}
                      for s, m in split.items()}
         runs[key] = {**run, "tuned": True, "tuning_seed": tuning_seed(meta),
                      "heads_version": heads_dir.name,

@@ -22,7 +22,7 @@ from pyspark.sql import SparkSession
 from optirag import registry
 from optirag.config import Config, ConfigError
 from optirag.evaluation.config import EvaluationConfig, evaluation_config
-from optirag.evaluation.data import data_version, read_prompts, seeded_subset
+from optirag.evaluation.data import data_version, in_length_order, read_prompts, seeded_subset
 from optirag.evaluation.metrics import ctr_metrics, write_report
 from optirag.evaluation.replicas import replica_seed, run_key, scorer_kind, tuning_seed
 from optirag.llm.config import ModelConfig
@@ -44,13 +44,9 @@ def eval_prompts(spark: SparkSession, cfg: Config, variant: str, ecfg: Evaluatio
 def score_frame(model, tokenizer, mcfg: ModelConfig, prompts: pd.DataFrame,
                 progress: str | None = None) -> np.ndarray:
     """P(Yes) per prompt; batches of similar length (less padding), original order back."""
-    order = np.argsort(prompts["n_tokens"].to_numpy(), kind="stable")
-    texts = prompts["text"].to_numpy()[order].tolist()
     answer = answer_tokens(tokenizer, mcfg.answer)
-    scores = score_prompts(model, tokenizer, texts, mcfg.batch_size, answer, mcfg.max_length, progress)
-    out = np.empty_like(scores)
-    out[order] = scores
-    return out
+    return in_length_order(prompts, lambda texts: score_prompts(
+        model, tokenizer, texts, mcfg.batch_size, answer, mcfg.max_length, progress))
 
 
 def save_run(spark: SparkSession, cfg: Config, ecfg: EvaluationConfig, run_id: str, variant: str,
