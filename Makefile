@@ -21,7 +21,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test ingest check demo bench bench-retrieval bench-early-exit bench-scoring bench-tuning report airflow airflow-setup clean-lake help \
+.PHONY: setup test ingest check demo bench bench-retrieval bench-early-exit bench-scoring bench-tuning bench-peers report airflow airflow-setup clean-lake help \
 	dist cluster-up cluster-down cluster-status cluster-demo test-cluster
 
 help:
@@ -32,6 +32,7 @@ help:
 	@echo "make airflow - Airflow standalone on http://localhost:8080 with the DAGs in airflow_dags/"
 	@echo "make demo    - the nightly pipeline end to end on the shared BookCrossing data"
 	@echo "make bench   - benchmarks -> reports/bench/*.json"
+	@echo "make bench-peers - this engine vs llama.cpp (builds llama-cpp-python once, bench-only)"
 	@echo "make report  - the paper's tables on our data -> reports/REPORT.md"
 	@echo "make cluster-up / cluster-down - a Spark standalone + a Ray cluster on 127.0.0.1 (CLUSTER_DIR)"
 	@echo "make cluster-demo - the demo-size nightly chain submitted to them (spark-submit, ray job submit)"
@@ -89,6 +90,23 @@ bench-early-exit: setup
 bench-scoring: setup
 	$(PY) -m jobs.bench_scoring --dataset bookcrossing --lake $(LAKE)
 
+# This engine vs llama.cpp on the same rows (reports/bench/peers.json). llama-cpp-python is a
+# bench-only install, kept out of the job venv: built once from its PyPI sdist (~10 min on
+# 2 cores) into PEERS_DIR/site, whose vendored llama.cpp converts the scorer to GGUF.
+LLAMA_CPP_VERSION ?= 0.3.36
+PEERS_DIR ?= $(CURDIR)/.cache/peers
+LLAMA_CPP_SRC := $(PEERS_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)
+bench-peers: setup
+	@test -d $(LLAMA_CPP_SRC) || ( $(PY) -m pip download --quiet --no-deps --no-binary :all: \
+		-d $(PEERS_DIR) llama-cpp-python==$(LLAMA_CPP_VERSION) \
+		&& tar xzf $(PEERS_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $(PEERS_DIR) )
+	@PYTHONPATH=$(PEERS_DIR)/site $(PY) -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$(LLAMA_CPP_VERSION)')" \
+		2>/dev/null || CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install --quiet --no-deps \
+		--target $(PEERS_DIR)/site $(PEERS_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz \
+		diskcache 'sentencepiece<0.3'
+	PYTHONPATH=$(PEERS_DIR)/site $(PY) -m jobs.bench_peers --dataset bookcrossing --lake $(LAKE) \
+		--llama-cpp-src $(LLAMA_CPP_SRC)/vendor/llama.cpp
+
 # The scorer's learning curve (reports/bench/tuning.json): one tuning per size, ~1-2 h on 2 cores.
 bench-tuning: setup
 	$(PY) -m jobs.bench_tuning --dataset bookcrossing --lake $(LAKE) --variant gcn
@@ -142,4 +160,4 @@ cluster-status:
 # The same chain locally, for comparison: CLUSTER_ENV=demo (the local launchers).
 cluster-demo: dist
 	$(PY) -m jobs.nightly --dataset bookcrossing --raw $(DATA)/bookcrossing --lake $(CLUSTER_LAKE) \
-		--env $(CLUSTER_ENV) --date $(DEMO_DATE)
+		--env $(CLUSTER_ENV) --model cpu-small+demo --date $(DEMO_DATE)

@@ -12,12 +12,18 @@ from optirag.cli import run_job
 from optirag.config import add_common_args, config_from_args
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
+def add_row_args(parser: argparse.ArgumentParser) -> None:
+    """The bench rows: the first --users users with --candidates-per-user candidates on --date
+    (shared with jobs.bench_peers, which times its scorers on the same rows)."""
     parser.add_argument("--date", default="2026-01-01", help="candidate date used by the bench")
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--candidates-per-user", type=int, default=50)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    add_row_args(parser)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--job-rows", type=int, default=400, help="rows per Ray-job actor run")
     parser.add_argument("--memory-rows", default="10000,100000")

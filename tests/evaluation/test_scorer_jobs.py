@@ -131,6 +131,11 @@ def test_evaluate_early_exit_scores_the_eval_rows_with_the_chosen_rule(spark, tr
     full = evaluate(spark, cfg, ["none"], zero_shot=False)["runs"]["none"]
     heads = train_heads(spark, cfg, "none")
     assert heads["model_version"] == summary["model_version"]
+    # the rule is chosen on the valid rows when the heads are trained and saved with them
+    chosen = heads["calibration"]
+    assert chosen["chosen_on"] == "valid" and chosen["valid_rows"] == 2 and chosen["dtype"] == "torch.float32"
+    assert chosen["rule"]["tau"] in EarlyExitConfig().calibration.taus
+    assert chosen["valid_auc_full_depth"] == pytest.approx(full["metrics"]["valid"]["auc"])
     report = evaluate_early_exit(spark, cfg, ["none", "gcn"])
     assert "gcn+ee" in report["skipped"] and "none+ee" in report["runs"]
     run = report["runs"]["none+ee"]
@@ -138,7 +143,10 @@ def test_evaluate_early_exit_scores_the_eval_rows_with_the_chosen_rule(spark, tr
     assert run["metrics"]["valid"]["n"] == 2 and run["metrics"]["test"]["n"] == 3
     ee = run["early_exit"]
     assert ee["exit_layers"] == [2, 3, 4, 5, 6] and ee["n_layers"] == 6
-    assert ee["tau"] in EarlyExitConfig().calibration.taus + [0.05]  # a grid point, or the configured tau
+    # ... and served from there: the run replays the heads' rule, not one of its own
+    assert ee["calibration"]["rule_from"].startswith("heads meta")
+    assert (ee["tau"], ee["window"]) == (chosen["rule"]["tau"], chosen["rule"]["window"])
+    assert ee["valid"]["auc"] == pytest.approx(chosen["valid_auc"])
     assert 2 <= ee["test"]["mean_exit_layer"] <= 6 and 0 < ee["test"]["flops_ratio"] <= 1
     assert sum(ee["test"]["exit_share"].values()) == pytest.approx(1.0)
 

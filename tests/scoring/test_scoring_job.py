@@ -176,3 +176,31 @@ def test_analyst_queries(spark, scoring_lake):
     hist = analytics.run(spark, "exit_layer_histogram", db).where(F.col("score_date") == DAY1).collect()
     assert abs(sum(r.share for r in hist) - 1) < 1e-9
     assert analytics.run(spark, "eval_rows", db, score_date=DAY1).count() > 0
+
+
+def test_the_nightly_scorer_serves_the_rule_chosen_with_its_heads(tmp_path, caplog):
+    """scoring.rule_from: heads (default) serves the (tau, m) chosen on valid and saved in the
+    heads' meta by jobs.train_exit_heads; heads without one, or rule_from=config, serve the
+    config's rule, and the first case says so in the log."""
+    from optirag.early_exit.config import EarlyExitConfig
+    from optirag.scoring.pipeline import scoring_config, serving_rule
+
+    cfg = _cfg(str(tmp_path))
+    configured = EarlyExitConfig.model_validate(cfg.early_exit)
+    chosen = {"calibration": {"rule": {"rule": "probability", "tau": 0.1, "window": 1, "min_previous": 1},
+                              "chosen_on": "valid"}}
+    served, source = serving_rule(cfg, scoring_config(cfg), "h1", chosen)
+    assert source == "heads" and (served["tau"], served["window"], served["min_previous"]) == (0.1, 1, 1)
+    assert served["exit_layers"] == configured.exit_layers   # the rest is the config's
+    assert (configured.tau, configured.window) != (0.1, 1)
+
+    as_configured = _cfg(str(tmp_path), "scoring.rule_from=config")
+    served, source = serving_rule(as_configured, scoring_config(as_configured), "h1", chosen)
+    assert source == "config" and (served["tau"], served["window"]) == (configured.tau, configured.window)
+
+    with caplog.at_level("WARNING", logger="optirag.scoring.pipeline"):
+        served, source = serving_rule(cfg, scoring_config(cfg), "h0", {"model_version": "m"})
+    assert source == "config" and served["tau"] == configured.tau
+    assert "carry no rule chosen on valid" in caplog.text
+    with pytest.raises(Exception, match="rule_from"):
+        scoring_config(_cfg(str(tmp_path), "scoring.rule_from=valid"))

@@ -162,6 +162,13 @@ def save_exit_heads(heads: ExitHeads, out_dir: str | Path, model_version: str,
     return meta
 
 
+def calibrated_rule(meta: dict, base: EarlyExitConfig) -> EarlyExitConfig | None:
+    """`base` with the exit rule chosen on valid when these heads were trained (meta
+    "calibration", see early_exit.job); None for heads saved without one."""
+    rule = (meta.get("calibration") or {}).get("rule")
+    return None if rule is None else EarlyExitConfig.model_validate({**base.model_dump(), **rule})
+
+
 def load_exit_heads(folder: str | Path, model: PreTrainedModel, answer: AnswerTokens,
                     model_version: str | None = None) -> ExitHeads:
     """Heads saved by `save_exit_heads`, checked against the model they will run on."""

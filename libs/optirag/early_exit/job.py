@@ -1,6 +1,16 @@
 """Body of ``jobs.train_exit_heads``: the tuned scorer of a prompt variant, frozen, gets
-exit heads trained on that variant's training prompts; they are saved as a model version
-``exit_heads/<variant>/<version>`` whose meta names the scorer version they belong to. With a
+exit heads, and the exit rule they serve with is chosen on valid:
+
+    train prompts (early_exit.training.max_examples), in length order
+      -> one frozen forward: last-token states at the exit layers + the model's final P(Yes)
+      -> fit_heads (lr0 * exp(-beta * d) per head; epochs over the cached states)
+    valid prompts (the evaluation's valid rows)
+      -> the same forward -> every head's P(Yes) -> calibrate: the cheapest (tau, m) within
+         early_exit.calibration.max_auc_loss of the full-depth valid AUC
+    -> exit_heads/<variant>/<version>: safetensors + meta (scorer version, the chosen rule)
+
+The nightly scorer and jobs.evaluate_early_exit serve the rule in the heads' meta, so the
+rule always belongs to the heads it was chosen for, in the dtype that serves. With a
 tuning seed (the report's seed replicas) the scorer and the heads are the replica's
 (``scorer_seeds`` / ``exit_heads_seeds``, see ``optirag.evaluation.replicas``).
 """
@@ -18,7 +28,8 @@ from pyspark.sql import functions as F
 from optirag import registry
 from optirag.config import Config
 from optirag.early_exit.config import EarlyExitConfig
-from optirag.tables import MANIFEST, PROMPTS, read_table
+from optirag.evaluation.data import data_version
+from optirag.tables import PROMPTS, read_table
 
 
 def early_exit_config(cfg: Config) -> EarlyExitConfig:
@@ -37,8 +48,42 @@ def prompt_rows(spark: SparkSession, cfg: Config, variant: str, splits: list[str
     return rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
 
-def data_version(spark: SparkSession, cfg: Config) -> str:
-    return read_table(spark, MANIFEST, cfg.dataset_lake()).select("data_version").first()[0]
+def prompt_features(model, tokenizer, answer, rows: pd.DataFrame, layers, ee: EarlyExitConfig):
+    """(states at `layers`, the model's final P(Yes), labels) of prompt `rows`, in their order;
+    collected in length order (less padding)."""
+    import torch
+
+    from optirag.early_exit.training import collect_exit_features
+    from optirag.evaluation.data import in_length_order
+
+    states, p_final = in_length_order(rows, lambda texts: collect_exit_features(
+        model, tokenizer, texts, layers, ee.training.feature_batch_size, None,
+        ee.training.progress, answer=answer))
+    return states, p_final, torch.tensor(rows["label"].to_numpy(), dtype=torch.long)
+
+
+def calibrate_on_valid(model, tokenizer, heads, valid: pd.DataFrame, ee: EarlyExitConfig) -> dict[str, Any]:
+    """The rule chosen for trained `heads` on the `valid` prompts: the meta record that
+    `heads.calibrated_rule` reads back ({"rule": None, "reason"} when nothing can be chosen)."""
+    import torch
+
+    from optirag.early_exit.bench import calibrate
+    from optirag.early_exit.training import stack_exit_probabilities
+
+    if valid.empty or valid["label"].nunique() < 2:
+        return {"rule": None, "reason": f"{len(valid)} valid rows with {valid['label'].nunique()} "
+                                        "label value(s): no AUC to choose the rule by"}
+    states, p_final, labels = prompt_features(model, tokenizer, heads.answer, valid,
+                                              heads.trainable_layers, ee)
+    with torch.no_grad():
+        p = stack_exit_probabilities(heads.eval(), states, p_final)
+    rule, seen = calibrate(p, labels.numpy(), heads.exit_layers, heads.num_layers, ee)
+    best = seen["best"]
+    return {"rule": {"rule": rule.rule, "tau": rule.tau, "window": rule.window,
+                     "min_previous": rule.required_previous},
+            "chosen_on": "valid", "valid_rows": len(valid), "max_auc_loss": ee.calibration.max_auc_loss,
+            "valid_auc_full_depth": seen["auc_full"], "valid_auc": best["auc"],
+            "valid_flops_ratio": best["flops_ratio"], "dtype": str(next(model.parameters()).dtype)}
 
 
 def load_variant_scorer(cfg: Config, variant: str, version: str | None = None, seed: int | None = None):
@@ -68,8 +113,10 @@ def train_heads(spark: SparkSession, cfg: Config, variant: str, scorer_version: 
     import torch
 
     from optirag.early_exit.heads import ExitHeads, save_exit_heads
-    from optirag.early_exit.training import build_head_optimizer, epoch_mean_losses, train_exit_heads
+    from optirag.early_exit.training import build_head_optimizer, epoch_mean_losses, fit_heads
+    from optirag.evaluation.config import evaluation_config
     from optirag.evaluation.replicas import heads_kind, replica_seed
+    from optirag.evaluation.run import eval_prompts
     from optirag.llm.config import ModelConfig
 
     started = time.time()
@@ -79,13 +126,17 @@ def train_heads(spark: SparkSession, cfg: Config, variant: str, scorer_version: 
     max_examples = max_examples or ee.training.max_examples
     if max_examples:
         rows = rows.iloc[:max_examples]
+    valid = eval_prompts(spark, cfg, variant, evaluation_config(cfg).model_copy(update={"splits": ["valid"]}))
     model, tokenizer, answer, model_version = load_variant_scorer(cfg, variant, scorer_version, seed)
+    model.requires_grad_(False).eval()
     torch.manual_seed(ee.training.seed)
     heads = ExitHeads.from_model(model, answer, ee)
     lrs = {g["layer"]: g["lr"] for g in build_head_optimizer(heads, ee.training).param_groups}
-    losses = train_exit_heads(model, tokenizer, heads, list(zip(rows["text"], rows["label"])),
-                              ee.training, max_length=model.config.max_position_embeddings)
-    epoch_losses = epoch_mean_losses(losses, ee.training.epochs)
+    states, p_final, labels = prompt_features(model, tokenizer, answer, rows, heads.trainable_layers, ee)
+    epoch_losses = epoch_mean_losses(fit_heads(heads, states, labels, p_final, ee.training),
+                                     ee.training.epochs)
+    del states
+    calibration = calibrate_on_valid(model, tokenizer, heads, valid, ee)
     dv = data_version(spark, cfg)
     digest = hashlib.sha256(f"{model_version}|{dv}|{ee.model_dump_json()}".encode()).hexdigest()[:12]
     version = f"heads-{digest}"
@@ -94,9 +145,10 @@ def train_heads(spark: SparkSession, cfg: Config, variant: str, scorer_version: 
         "heads_version": version, "data_version": dv, "variant": variant, "tuning_seed": seed,
         "examples": len(rows), "learning_rates": {str(k): v for k, v in lrs.items()},
         "loss_first_epoch": epoch_losses[0], "loss_last_epoch": epoch_losses[-1],
-        "early_exit": ee.model_dump(mode="json"),
+        "early_exit": ee.model_dump(mode="json"), "calibration": calibration,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     })
     return {**{k: meta[k] for k in ("heads_version", "model_version", "exit_layers", "examples",
-                                    "learning_rates", "loss_first_epoch", "loss_last_epoch")},
+                                    "learning_rates", "loss_first_epoch", "loss_last_epoch",
+                                    "calibration")},
             "wall_seconds": round(time.time() - started, 1)}

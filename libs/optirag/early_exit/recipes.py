@@ -22,10 +22,7 @@ import torch
 from optirag.early_exit.bench import auc, calibrate, head_aucs
 from optirag.early_exit.config import EarlyExitConfig
 from optirag.early_exit.heads import ExitHeads
-from optirag.early_exit.training import (
-    collect_exit_features, epoch_mean_losses, fit_heads, stack_exit_probabilities,
-)
-from optirag.evaluation.data import in_length_order
+from optirag.early_exit.training import epoch_mean_losses, fit_heads, stack_exit_probabilities
 
 RECIPE_KEYS = ("lr0", "epochs", "distill")
 
@@ -42,19 +39,11 @@ def recipe_grid(values: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(values[k] for k in keys))]
 
 
-def _features(model, tokenizer, answer, rows, layers, ee: EarlyExitConfig):
-    """(states, the model's final P(Yes), labels) of `rows`, in their order."""
-    states, p_final = in_length_order(rows, lambda texts: collect_exit_features(
-        model, tokenizer, texts, layers, ee.training.feature_batch_size, None,
-        ee.training.progress, answer=answer))
-    return states, p_final, torch.tensor(rows["label"].to_numpy(), dtype=torch.long)
-
-
 def sweep_head_recipes(spark, cfg, variant: str, recipes: list[dict[str, Any]],
                        max_auc_loss: float | None = None) -> dict[str, Any]:
     """Each recipe (overrides of early_exit.training) on the variant's scorer: head AUCs and
     the calibrated rule's AUC / FLOPs ratio on valid."""
-    from optirag.early_exit.job import early_exit_config, load_variant_scorer, prompt_rows
+    from optirag.early_exit.job import early_exit_config, load_variant_scorer, prompt_features, prompt_rows
 
     ee = early_exit_config(cfg)
     model, tokenizer, answer, version = load_variant_scorer(cfg, variant)
@@ -65,8 +54,8 @@ def sweep_head_recipes(spark, cfg, variant: str, recipes: list[dict[str, Any]],
         train = train.iloc[:ee.training.max_examples]   # the rows jobs.train_exit_heads uses
     valid = prompt_rows(spark, cfg, variant, ["valid"])
     started = time.time()
-    x_train, p_train, y_train = _features(model, tokenizer, answer, train, layers[:-1], ee)
-    x_valid, p_valid, y_valid = _features(model, tokenizer, answer, valid, layers[:-1], ee)
+    x_train, p_train, y_train = prompt_features(model, tokenizer, answer, train, layers[:-1], ee)
+    x_valid, p_valid, y_valid = prompt_features(model, tokenizer, answer, valid, layers[:-1], ee)
     out = {"dataset": cfg.dataset.name, "variant": variant, "model_version": version,
            "exit_layers": layers, "train_rows": len(train), "valid_rows": len(valid),
            "feature_seconds": round(time.time() - started, 1),

@@ -3,8 +3,10 @@
 same valid/test samples as the full-depth runs, so the numbers compare row for row.
 
 Per variant: one full forward gives every exit head's P(Yes) on valid and test; the exit
-rule (tau, m) is chosen on valid (``early_exit.calibration``) and replayed on both splits,
-which is exact (the engine's score is its exit head's score, parity-tested). Scores and
+rule (tau, m) the heads were saved with (chosen on valid by jobs.train_exit_heads, the rule
+the nightly scorer serves) is replayed on both splits, which is exact (the engine's score is
+its exit head's score, parity-tested). Heads saved without a rule get one chosen here, on
+the same valid rows (``early_exit.calibration``). Scores and
 exit layers go to ``eval_scores``; the run, key ``<variant>+ee`` (``<variant>+ee/seed=<n>``
 for a seed replica, whose scorer and heads are the replica's), to the eval file.
 """
@@ -37,7 +39,7 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
     """Evaluate `variants`' scorers with their exit heads (or their seed replicas' with
     `seed`); a variant without prompts, scorer or matching heads is skipped with the reason."""
     from optirag.early_exit.bench import auc, calibrate, head_aucs, p_matrix, replay
-    from optirag.early_exit.heads import load_exit_heads
+    from optirag.early_exit.heads import calibrated_rule, load_exit_heads
     from optirag.early_exit.job import early_exit_config
     from optirag.early_exit.rules import build_rule, simulate_exits
 
@@ -71,7 +73,13 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
         labels = prompts["label"].to_numpy()
         split = {s: (prompts["split"] == s).to_numpy(copy=True) for s in ecfg.splits}   # writable: torch indexes with it
         layers = heads.exit_layers
-        rule, seen = calibrate(p[split["valid"]], labels[split["valid"]], layers, heads.num_layers, ee)
+        heads_meta = registry.read_meta(heads_dir)
+        rule = calibrated_rule(heads_meta, ee)
+        if rule is None:   # heads saved before rules were chosen with them
+            rule, seen = calibrate(p[split["valid"]], labels[split["valid"]], layers, heads.num_layers, ee)
+            calibration = {"rule_from": "chosen by evaluate_early_exit on valid", **seen["best"]}
+        else:
+            calibration = {"rule_from": "heads meta (jobs.train_exit_heads)", **heads_meta["calibration"]}
         at = simulate_exits(p, build_rule(rule))
         scores, exit_layers = p[torch.arange(len(at)), at].numpy(), np.asarray(layers)[at.numpy()]
         run = save_run(spark, cfg, ecfg, f"{key}/{version}", v, version, prompts, scores, seconds,
@@ -86,7 +94,7 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
                      "heads_version": heads_dir.name,
                      "early_exit": {"tau": rule.tau, "window": rule.window, "rule": rule.rule,
                                     "n_layers": heads.num_layers, "exit_layers": layers,
-                                    "chosen_on_valid": seen["best"], **per_split}}
+                                    "calibration": calibration, **per_split}}
         log.info("%s: tau=%s m=%s, test mean exit layer %.1f of %d", key, rule.tau, rule.window,
                  per_split.get("test", per_split["valid"])["mean_exit_layer"], heads.num_layers)
         del model

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pyspark.sql import functions as F
 
@@ -39,27 +40,50 @@ def _job_args(cfg: Config, args, *sets: str) -> list[str]:
     return out
 
 
-def _bench_inputs(spark, cfg: Config, args, scfg):
-    """The bench rows as token ids, with the scorer the nightly job would load."""
+def _eval_rows(spark, cfg: Config, date: str, n: int, seed: int = 0):
+    """The date's labelled eval candidates, a seeded subset of `n`: ({user: [items]}, labels
+    per (user, item))."""
+    from optirag.evaluation.data import seeded_subset
+    from optirag.tables import CANDIDATES, read_table
+
+    rows = (read_table(spark, CANDIDATES, cfg.dataset_lake())
+            .where((F.col("score_date") == date) & (F.col("source") == "eval") & F.col("label").isNotNull())
+            .select("sample_id", "user_id", "item_id", "label").toPandas())
+    rows = seeded_subset(rows, n, seed)
+    chosen: dict[str, list[str]] = {}
+    for u, i in zip(rows["user_id"], rows["item_id"]):
+        chosen.setdefault(u, []).append(i)
+    return chosen, {(u, i): int(y) for u, i, y in zip(rows["user_id"], rows["item_id"], rows["label"])}
+
+
+def _encode_rows(spark, cfg: Config, scfg, spec, tokenizer, chosen: dict[str, list[str]]):
+    """{user: [items]} -> the nightly job's (prefix ids, suffix ids, group, users), users sorted."""
     from optirag.scoring.context import item_targets, suffix_builder, user_prefixes
-    from optirag.scoring.pipeline import load_scorer, resolve_models
     from optirag.scoring.prefix import encode_pairs
 
-    chosen = _bench_rows(spark, cfg, args.date, args.users, args.candidates_per_user)
-    spec = resolve_models(cfg, scfg)
     tokenizer_dir = spec["scorer_dir"] or spec["base_dir"]
     users_df = spark.createDataFrame([(u,) for u in chosen], "user_id string")
     prefixes, retriever_version = user_prefixes(spark, cfg, users_df, scfg.variant, tokenizer_dir)
     targets = item_targets(spark, cfg, spark.createDataFrame(
-        [(i,) for u in chosen for i in chosen[u]], "item_id string"))
+        [(i,) for i in {i for items in chosen.values() for i in items}], "item_id string"))
     suffix = suffix_builder(spark, cfg, scfg.variant, retriever_version)
     prefix_text = dict(zip(prefixes["user_id"].to_pylist(), prefixes["prefix"].to_pylist()))
     target_text = dict(zip(targets["item_id"].to_pylist(), targets["text"].to_pylist()))
     users = sorted(chosen)
     group = [g for g, u in enumerate(users) for _ in chosen[u]]
-    model, tokenizer, heads, rule = load_scorer(spec)
     prefix_ids, suffix_ids = encode_pairs(tokenizer, [prefix_text[u] for u in users],
                                           [suffix(u, i, target_text[i])[0] for u in users for i in chosen[u]])
+    return prefix_ids, suffix_ids, group, users
+
+
+def _bench_inputs(spark, cfg: Config, args, scfg):
+    """The bench rows as token ids, with the scorer the nightly job would load."""
+    from optirag.scoring.pipeline import load_scorer, resolve_models
+
+    chosen = _bench_rows(spark, cfg, args.date, args.users, args.candidates_per_user)
+    spec = resolve_models(cfg, scfg)
+    model, tokenizer, heads, rule = load_scorer(spec)
+    prefix_ids, suffix_ids, group, users = _encode_rows(spark, cfg, scfg, spec, tokenizer, chosen)
     return spec, model, tokenizer, heads, rule, prefix_ids, suffix_ids, group, users
 
 
@@ -154,12 +178,77 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
         "model_flops_per_s": achieved, "matmul_peak_flops_per_s": peak,
         "matmul_peak_by_dtype": peaks,
         "roofline_ratio": achieved / peak,
-        "environment": bench.environment(),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = Path(args.out)
+    return _write(result, Path(args.out), bench.plot)
+
+
+def run_peers(cfg: Config, args) -> dict[str, Any]:
+    """jobs.bench_peers: the four scorers of optirag.scoring.peers on the same rows."""
+    from optirag.early_exit.heads import ExitHeads
+    from optirag.early_exit.rules import never_exit
+    from optirag.scoring import peers
+    from optirag.scoring.pipeline import scoring_config
+    from optirag.spark import get_spark
+
+    spark = get_spark(cfg)
+    scfg = scoring_config(cfg)
+    _ensure_candidates(spark, cfg, args.date)
+    torch.set_num_threads(args.threads)
+    spec, model, tokenizer, heads, rule, *speed_rows, users = _bench_inputs(spark, cfg, args, scfg)
+    chosen, labels = _eval_rows(spark, cfg, args.date, args.eval_rows)
+    *eval_rows, eval_users = _encode_rows(spark, cfg, scfg, spec, tokenizer, chosen)
+    y = np.array([labels[(u, i)] for u in eval_users for i in chosen[u]])
+
+    hf_dir = spec["scorer_dir"] or spec["base_dir"]
+    gguf = peers.convert_to_gguf(hf_dir, Path(args.gguf_dir) / f"{spec['model_version']}-{args.gguf_type}.gguf",
+                                 args.llama_cpp_src, args.gguf_type)
+    llama = peers.LlamaCppScorer(gguf, heads.answer.yes_id, heads.answer.no_id, args.threads)
+    fp32 = copy.deepcopy(model).float()
+    pad = tokenizer.pad_token_id
+    scorers = {
+        "ours_fp32_independent": peers.ours(fp32, ExitHeads.final_only(fp32, heads.answer), never_exit,
+                                            scfg.batch_size, pad, shared_prefix=False),
+        "ours_best": peers.ours(model, heads, rule, scfg.batch_size, pad, shared_prefix=scfg.shared_prefix),
+        "llama_cpp_independent": llama.independent,
+        "llama_cpp_prefix": llama.shared_prefix,
+    }
+    print(f"timing {len(scorers)} scorers x {args.repeats} on {len(speed_rows[2])} rows "
+          f"({len(users)} users x {args.candidates_per_user}), then scoring {len(y)} eval rows", flush=True)
+    speed = peers.time_scorers(scorers, tuple(speed_rows), args.repeats)
+    agree = peers.agreement({name: score(*eval_rows) for name, score in scorers.items()}, y,
+                            "ours_fp32_independent")
+    best_peer = max((n for n in scorers if n.startswith("llama_cpp")), key=lambda n: speed[n]["rows_per_s"])
+    result = {
+        "dataset": cfg.dataset.name, "model": spec["model_version"], "variant": scfg.variant,
+        "rows": len(speed_rows[2]), "users": len(users), "candidates_per_user": args.candidates_per_user,
+        "eval_rows": len(y), "threads": args.threads, "repeats": args.repeats,
+        "ours_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "exit_rule": {k: spec["early_exit_cfg"][k] for k in ("tau", "window", "min_previous")} | {"from": spec.get("rule_from")},
+        "gguf_type": args.gguf_type, "gguf_mb": round(gguf.stat().st_size / 2 ** 20, 1),
+        "llama_cpp_python": _version("llama_cpp_python"),
+        "scorers": {n: {**speed[n], **agree[n]} for n in scorers},
+        "best_peer": best_peer,
+        "ours_best_vs_best_peer": {
+            "speed_ratio": speed["ours_best"]["rows_per_s"] / speed[best_peer]["rows_per_s"],
+            "auc_difference": agree["ours_best"]["auc"] - agree[best_peer]["auc"]},
+    }
+    return _write(result, Path(args.out), peers.plot)
+
+
+def _write(result: dict[str, Any], out: Path, plot) -> dict[str, Any]:
+    """The bench's JSON (+ the environment and time) and its PNG beside it."""
+    result.update(environment=bench.environment(), created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    bench.plot(result, out.with_suffix(".png"))
+    plot(result, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return result
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,9 @@ class ScoringConfig(BaseModel):
     scorer_version: str | None = None    # None: promoted, else newest; "base": untuned model
     heads_version: str | None = None     # None: promoted, else newest (must fit the scorer)
     early_exit: bool = True
+    # heads: the exit rule chosen on valid with the heads (jobs.train_exit_heads), else the
+    # config's early_exit.tau / window; config: always the config's
+    rule_from: Literal["heads", "config"] = "heads"
     shared_prefix: bool = True
     batch_size: int = Field(32, ge=1)    # rows per model forward
     block_rows: int = Field(256, ge=1)   # rows per Ray Data batch
@@ -98,7 +101,28 @@ def resolve_models(cfg: Config, scfg: ScoringConfig) -> dict[str, Any]:
                 f"scorer is {spec['model_version']!r}: run jobs.train_exit_heads --variant "
                 f"{scfg.variant} (or --set scoring.early_exit=false)")
         spec["heads_dir"] = str(heads)
+        spec["early_exit_cfg"], spec["rule_from"] = serving_rule(cfg, scfg, heads, meta)
     return spec
+
+
+def serving_rule(cfg: Config, scfg: ScoringConfig, heads_dir, meta: dict) -> tuple[dict, str]:
+    """(early_exit config to serve, where its rule came from): the heads' calibrated rule,
+    unless scoring.rule_from says config or the heads carry none (then said in the log)."""
+    from optirag.early_exit.config import EarlyExitConfig
+    from optirag.early_exit.heads import calibrated_rule
+
+    base = EarlyExitConfig.model_validate(cfg.early_exit)
+    rule = calibrated_rule(meta, base) if scfg.rule_from == "heads" else None
+    if rule is None and scfg.rule_from == "heads":
+        reason = (meta.get("calibration") or {}).get("reason", "trained before rules were saved with heads")
+        log.warning("exit heads %s carry no rule chosen on valid (%s): serving the config's "
+                    "tau=%s, m=%s; retrain them with jobs.train_exit_heads", heads_dir, reason,
+                    base.tau, base.window)
+    source = "heads" if rule is not None else "config"
+    rule = rule or base
+    log.info("exit rule from %s: %s tau=%s m=%s min_previous=%s", source, rule.rule, rule.tau,
+             rule.window, rule.required_previous)
+    return rule.model_dump(mode="json"), source
 
 
 def load_scorer(spec: dict[str, Any]):
@@ -448,6 +472,8 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
         "rejected": counts[SCORE_REJECTS.name], "model_version": spec["model_version"],
         "retriever_version": retriever_version, "variant": variant,
         "early_exit": scfg.early_exit, "shared_prefix": scfg.shared_prefix,
+        "exit_rule": ({k: spec["early_exit_cfg"][k] for k in ("rule", "tau", "window", "min_previous")}
+                      | {"from": spec["rule_from"]}) if spec["heads_dir"] else None,
         "exit_layers": dict(sorted(exits.items())),
         "mean_exit_layer": (sum(k * v for k, v in exits.items()) / max(sum(exits.values()), 1)),
         "mean_prefix_tokens": float(np.mean(prefixes["prefix_tokens"].to_numpy())) if len(prefixes) else 0.0,
