@@ -100,3 +100,27 @@ def test_the_local_clusters_are_separate_processes_with_their_own_ports_and_cpus
     # only the head carries the dashboard's dependencies (the Jobs API)
     assert str(localcluster.cluster_site()) in procs["ray-head"].env["PYTHONPATH"]
     assert str(localcluster.cluster_site()) not in procs["ray-node-1"].env.get("PYTHONPATH", "")
+
+
+def test_every_module_imports_from_the_spark_submit_zip_alone(tmp_path):
+    """spark-submit ships optirag as dist/optirag.zip (--py-files): every module must import
+    from the zip, not from the source tree (a folder without __init__.py is a namespace
+    package, which zipimport does not find: check_scores failed so on the local cluster)."""
+    import subprocess
+
+    from optirag.orchestration.dist import zip_package
+
+    package = REPO / "libs" / "optirag"
+    zipped = zip_package(package, tmp_path / "optirag.zip")
+    modules = sorted(".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+                     for p in package.rglob("*.py"))
+    script = ("import importlib, sys; sys.path.insert(0, sys.argv[1]); bad = []\n"
+              "for m in sys.argv[2:]:\n"
+              "    mod = importlib.import_module(m)\n"
+              "    bad += [] if mod.__file__.startswith(sys.argv[1]) else [m]\n"
+              "print(bad); sys.exit(1 if bad else 0)")
+    # no PYTHONPATH, cwd outside the repo: only the zip (and site-packages) can provide optirag
+    out = subprocess.run([sys.executable, "-c", script, str(zipped), *modules], cwd=tmp_path,
+                         capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "optirag.orchestration.config" in modules and "optirag.quality.scores" in modules

@@ -37,6 +37,9 @@ def init_ray(ray_cfg: Any = None, num_cpus: int | None = None) -> Any:
         n = num_cpus if num_cpus is not None else getattr(ray_cfg, "num_cpus", None)
         if n is not None:
             kwargs["num_cpus"] = n
+        # "local", not None: ray.init(None) joins the last `ray start` cluster of this
+        # machine's default temp dir, so a local-mode job would silently run on someone's cluster
+        kwargs["address"] = "local"
     else:
         kwargs["address"] = address
     job_env = _job_env_vars()
