@@ -9,8 +9,8 @@ scoring.variant. Writes reports/bench/peers.json and peers.png.
 import argparse
 import json
 
-from optirag.cli import run_job
 from jobs.bench_scoring import add_row_args
+from optirag.cli import run_job
 from optirag.config import add_common_args, config_from_args
 
 
