@@ -124,3 +124,18 @@ def test_every_module_imports_from_the_spark_submit_zip_alone(tmp_path):
                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "optirag.orchestration.config" in modules and "optirag.quality.scores" in modules
+
+
+def test_cluster_up_creates_rays_auth_token_once_and_keeps_it_private(tmp_path, monkeypatch):
+    """A fresh machine has no ~/.ray/auth_token and `ray start --head` (token auth on) then
+    refuses to start: cluster up generates one with Ray's own CLI, and keeps an existing one."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    token = tmp_path / ".ray" / "auth_token"
+    assert not token.exists()
+    localcluster.ensure_auth_token()
+    first = token.read_text()
+    assert len(first) >= 16 and token.stat().st_mode & 0o777 == 0o600
+    localcluster.ensure_auth_token()
+    assert token.read_text() == first

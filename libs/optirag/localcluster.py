@@ -76,9 +76,23 @@ def load_cluster_config(state_dir: str | None = None) -> LocalClusterConfig:
 
 
 # Ray's token authentication, explicitly on: every client (ray job submit, a job's ray.init,
-# the readiness check) then sends the token of ~/.ray/auth_token (RAY_AUTH_TOKEN_PATH), which
-# `ray start --head` creates when there is none. Never printed.
+# the readiness check) then sends the token of ~/.ray/auth_token (RAY_AUTH_TOKEN_PATH).
+# `ray start --head` does not create one (a local ray.init does): see ensure_auth_token.
 RAY_AUTH_MODE = "token"
+
+
+def ensure_auth_token() -> None:
+    """The Ray token file, generated when missing (`ray get-auth-token --generate`; an existing
+    one is kept) and readable by its owner only. Without it `ray start --head` refuses to
+    start on a fresh machine. The command prints the token: its stdout is discarded."""
+    done = subprocess.run([_bin("ray"), "get-auth-token", "--generate"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    if done.returncode != 0:
+        raise RuntimeError(f"cluster: could not create Ray's auth token: {done.stderr.strip()[-500:]}")
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if path.is_file():
+        path.chmod(0o600)
 
 
 @dataclass
@@ -272,6 +286,7 @@ def up(ccfg: LocalClusterConfig) -> dict[str, int]:
         raise FileNotFoundError(f"{cluster_site()} (Ray's dashboard for the Jobs API) is missing: run `make setup`")
     procs = {p.name: p for p in processes(ccfg)}
     s, r = ccfg.spark, ccfg.ray
+    ensure_auth_token()
     stages = [  # (processes, what they wait for before the next stage starts)
         (["spark-master"], ("Spark master", lambda: _get_json(f"http://{s.host}:{s.webui_port}/json/") is not None)),
         ([f"spark-worker-{n}" for n in range(1, s.workers + 1)],

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from optirag import registry
+from optirag.config import load_config
 from optirag.evaluation.run import evaluate, report_path
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.tuning_run import train_scorer
@@ -225,3 +226,20 @@ def test_learning_curve_tunes_nested_sizes_and_writes_rates(spark, trained, tmp_
         lo, hi = p["test_auc_ci95"]
         assert lo <= p["test_auc"] <= hi and p["epochs"] and p["train_seconds"] >= 0
     assert sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir()) == before
+
+
+def test_learning_curve_takes_the_all_point_from_the_eval_file_even_without_the_model(tmp_path):
+    """`all` is the production run of the eval file (same data version, every training
+    prompt); a lake rebuilt without that scorer still gets its AUC and train time."""
+    from optirag.evaluation.learning_curve import _from_eval
+
+    test = {"n": 969, "auc": 0.68, "auc_ci95": [0.65, 0.72]}
+    run = {"model_version": "m-gone", "train_examples": 7747, "data_version": "dv1",
+           "train_seconds": 5928.6, "scoring_seconds": 260.8, "metrics": {"test": test}}
+    (tmp_path / "bookcrossing.json").write_text(json.dumps({"runs": {"gcn": run}}))
+    cfg = load_config("bookcrossing", model="tiny", lake=str(tmp_path / "lake"),
+                      overrides=[f"evaluation.reports_dir={tmp_path}"])
+    point = _from_eval(cfg, "gcn", 7747, "dv1")
+    assert point["source"] == "eval" and point["test_auc"] == 0.68 and point["train_seconds"] == 5928.6
+    assert point["epochs"] is None
+    assert _from_eval(cfg, "gcn", 7747, "dv2") is None and _from_eval(cfg, "gcn", 4000, "dv1") is None

@@ -147,23 +147,6 @@ def heads_loss(
     return total, per_head
 
 
-def train_exit_heads(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, heads: ExitHeads,
-    examples: Sequence[tuple[str, int]], training: HeadTrainingConfig,
-    max_length: int | None = None,
-) -> list[float]:
-    """Train the heads in place on (prompt, label) pairs; returns the loss of every step."""
-    if not examples:
-        raise ValueError("no training examples for the exit heads")
-    model.requires_grad_(False).eval()
-    prompts = [p for p, _ in examples]
-    features, p_final = collect_exit_features(
-        model, tokenizer, prompts, heads.trainable_layers, training.feature_batch_size,
-        max_length, training.progress, answer=heads.answer if training.distill else None)
-    labels = torch.tensor([int(y) for _, y in examples], dtype=torch.long)
-    return fit_heads(heads, features, labels, p_final, training)
-
-
 def fit_heads(heads: ExitHeads, features: torch.Tensor, labels: torch.Tensor,
               p_final: torch.Tensor | None, training: HeadTrainingConfig) -> list[float]:
     """The epochs over cached features (n, K, H): heads trained in place with the per-head

@@ -10,7 +10,8 @@ against the number of training examples, under the recipe's own tuning settings.
 Nothing is saved to the model store: the curve measures the recipe, the production scorer
 is ``jobs.train_scorer``'s. The size ``all`` is the production run itself when the eval
 file holds one made with every training prompt of this data version (its numbers are
-taken from there, marked ``source: eval``), so the bench does not tune it twice.
+taken from there, marked ``source: eval``; the epochs from the model's meta when this
+lake's store still has it), so the bench does not tune it twice.
 """
 from __future__ import annotations
 
@@ -48,12 +49,18 @@ def _from_eval(cfg: Config, variant: str, n_train: int, version: str) -> dict | 
     run = (json.loads(path.read_text()) if path.is_file() else {}).get("runs", {}).get(variant)
     if not run or run.get("train_examples") != n_train or run.get("data_version") != version:
         return None
-    meta = registry.read_meta(registry.resolve(cfg, scorer_kind(variant), run["model_version"]))
+    try:  # the tuning details (epochs, rates) are in the model's meta, when the store has it
+        meta = registry.read_meta(registry.resolve(cfg, scorer_kind(variant), run["model_version"]))
+    except registry.ModelNotFoundError:
+        log.warning("learning curve: %s is not in this lake's model store: the 'all' point "
+                    "has the eval file's AUC and train time, no per-epoch record", run["model_version"])
+        meta = {}
     test = run["metrics"]["test"]
     return {"n": n_train, "source": "eval", "model_version": run["model_version"],
             "test_auc": test["auc"], "test_auc_ci95": test.get("auc_ci95"),
             "best_epoch": meta.get("best_epoch"), "epochs": meta.get("epochs"),
-            "cache_seconds": meta.get("cache_seconds"), "train_seconds": meta.get("train_seconds"),
+            "cache_seconds": meta.get("cache_seconds"),
+            "train_seconds": meta.get("train_seconds", run.get("train_seconds")),
             "eval_seconds": run.get("scoring_seconds")}
 
 
