@@ -31,10 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
-from pyspark.sql import functions as F
 
 from optirag import localcluster
 from optirag.config import load_config

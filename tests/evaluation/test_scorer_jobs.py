@@ -170,6 +170,9 @@ def test_evaluate_early_exit_scores_the_eval_rows_with_the_chosen_rule(spark, tr
     assert bench["best_on_valid"]["tau"] == ee["tau"] and bench["auc_exit"] == pytest.approx(
         run["metrics"]["test"]["auc"])   # the same rows here (all of them): the same rule and AUC
     assert {p["tau"] for p in bench["sweeps"]["tau"]} == set(EarlyExitConfig().calibration.taus)
+    # both scales of the heads' scores on the same rows; the config's (raw) is the one served
+    assert bench["scale"] == "raw" and set(bench["scales"]) == {"raw", "platt"}
+    assert bench["scales"]["raw"]["test_auc"] == pytest.approx(bench["auc_exit"])
 
     seed = ModelConfig.model_validate(cfg.model).tuning.seed + 1
     replica = train_scorer(spark, cfg, "none", seed=seed)

@@ -194,3 +194,18 @@ def test_quarantine_keeps_raw_bytes_and_reads_with_deltalake(small_lake):
            for r in rows.to_pylist() if r["reason"] == "invalid_utf8"]
     assert bad == [("BX_Books.csv", 101, b"0000000001,Caf\xe9 \xff\xfe,Ana,1999,Pub",
                     "0000000001,Caf\ufffd \ufffd\ufffd,Ana,1999,Pub")]
+
+
+def test_a_drop_of_garbage_fails_the_ingest_gate(spark, tmp_path):
+    """Every rating line unreadable (';' for ','): ingest quarantines them all and the ingest
+    suite, the nightly DAG's gate (check_ingest), fails and says which expectation."""
+    from optirag.quality.runner import run_checks
+    from optirag.quality.suites import ingest_checks
+
+    garbage = b"User_ID,ISBN,Book_Rating\n" + b"".join(
+        f"{u};{i};{r}\n".encode() for u, i, r in [(1, "A", 8), (2, "B", 5), (3, "C", 9), (4, "A", 2)])
+    cfg, s = _ingest(spark, tmp_path, "bookcrossing", {"BX_Book_Ratings.csv": garbage, "BX_Books.csv": BX_BOOKS})
+    assert s["files"]["BX_Book_Ratings.csv"] == {"raw": 4, "accepted": 0, "quarantined": 4}
+    report = run_checks(ingest_checks(spark, cfg))
+    assert not report.success and report.failures
+    assert "FAIL" in report.render()

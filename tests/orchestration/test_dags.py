@@ -93,6 +93,8 @@ def test_backfill_gate_publishes_the_good_date_and_stops_the_broken_one(run_airf
         assert line in run.log, f"{line!r} not in the run's log (see the log path printed above)"
 
 
+@pytest.mark.e2e   # a real ingest + check in the DAG (~3 min); a failing gate stopping the
+# DAG runs in make test with the backfill's score gate, the ingest gate's verdicts in test_gate_jobs
 def test_nightly_stops_at_the_ingest_gate_on_a_broken_drop(run_airflow, tmp_path, shared_data):
     """A day's drop whose ratings file is garbage: ingest quarantines every line, the
     ingest gate fails, nothing after it runs, nothing is published."""
@@ -134,6 +136,7 @@ def trained(tmp_path_factory, shared_data, airflow_env):
     return base, raw, lake, conf
 
 
+@pytest.mark.e2e   # ~18 min of 16 job processes: make test-e2e, not CI (make test)
 @needs_all_jobs
 def test_retrain_promotes_then_nightly_publishes_then_backfill_adds_only_the_new_date(run_airflow, trained):
     """One lake through the three DAGs in the order production runs them; then a backfill

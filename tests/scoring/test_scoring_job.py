@@ -28,15 +28,14 @@ def _cfg(lake, *extra):
 
 @pytest.fixture(scope="module")
 def scoring_lake(spark, small_lake):
-    """small_lake + candidates for two dates + exit heads for the tiny base model."""
+    """small_lake + day 1's candidates + exit heads for the tiny base model."""
     from optirag import registry
     from optirag.early_exit.heads import ExitHeads, save_exit_heads
     from optirag.early_exit.job import early_exit_config, load_variant_scorer
     from optirag.scoring.candidates import write_candidates
 
     cfg = _cfg(small_lake)
-    for day in (DAY1, DAY2):
-        write_candidates(spark, cfg, day)
+    write_candidates(spark, cfg, DAY1)
     model, _, answer, version = load_variant_scorer(cfg, "gcn", "base")
     # heads initialised from the model's own norm + answer rows: a real (untrained) head set
     heads = ExitHeads.from_model(model, answer, early_exit_config(cfg))
@@ -86,11 +85,29 @@ def test_candidates_exclude_seen_items_and_carry_the_eval_samples(spark, scoring
     assert {r.source for r in fresh.select("source").distinct().collect()} <= {"neighbour", "popular"}
 
 
-def test_scoring_writes_every_candidate_once_a_killed_rerun_commits_nothing_and_a_rerun_replaces_only_its_date(
-        spark, scoring_lake, tmp_path):
-    """One lake, four job runs (CI time): score day 1; score day 2 without prefix sharing;
-    kill a day-1 re-run mid-way at a fault point (nothing committed); re-run day 1 to
-    completion."""
+def _bad_candidates(spark, lake, day) -> None:
+    """`day`'s candidates: five good rows of DAY1 and two whose user / item is unknown."""
+    from optirag.tables import write_table
+
+    dl = f"{lake}/bookcrossing"
+    good = read_table(spark, CANDIDATES, dl).where(F.col("score_date") == DAY1).limit(5)
+    bad = spark.createDataFrame(
+        [("no-such-user", good.first().item_id), (good.first().user_id, "no-such-item")],
+        "user_id string, item_id string")
+    rows = (good.select("user_id", "item_id", "source", "sample_id", "label")
+            .unionByName(bad.select("user_id", "item_id", F.lit("popular").alias("source"),
+                                    F.lit(None).cast("string").alias("sample_id"),
+                                    F.lit(None).cast("int").alias("label")))
+            .withColumn("score_date", F.lit(day)))
+    write_table(rows, CANDIDATES, dl, replace_where=f"score_date = '{day}'")
+
+
+def test_scoring_writes_every_candidate_once_faulted_runs_commit_nothing_and_a_rerun_replaces_only_its_date(
+        spark, scoring_lake):
+    """One lake, five job runs (each ~2 min of CI: one test, not three): score day 1; a day
+    with bad candidate rows fails just before its commit, then is scored without prefix
+    sharing (bad rows recorded, not fatal); a day-1 re-run is killed mid-way (nothing
+    committed); day 1 re-run to completion."""
     from deltalake import DeltaTable
 
     out = _run(scoring_lake, DAY1)
@@ -106,9 +123,20 @@ def test_scoring_writes_every_candidate_once_a_killed_rerun_commits_nothing_and_
     assert 0 < row[0] <= row[1] < 1 and row[2] == 1 and 2 <= row[3] <= row[4] <= 6
     first = sorted((r.user_id, r.item_id, r.score) for r in scores.collect())
 
-    _run(scoring_lake, DAY2, "scoring.shared_prefix=false")
-    # day 2 was scored without prefix sharing: same model, same prompts, same scores
+    # A run that fails just before its Delta commit (every row staged) says so and commits
+    # nothing; the next run clears its staged rows and commits, rejecting the bad rows.
+    _bad_candidates(spark, scoring_lake, DAY2)
+    failed = _run(scoring_lake, DAY2, faults="scoring.before_commit=raise")
+    assert failed.returncode != 0 and "FaultInjected: fault point scoring.before_commit" in failed.stderr
+    assert list(Path(dl, "_staging", "scores", DAY2).glob("*.parquet"))
+    assert _scores(spark, scoring_lake, DAY2).count() == 0
+    out = _run(scoring_lake, DAY2, "scoring.shared_prefix=false")
+    assert '"rejected": 2' in out.stdout
+    rejects = read_table(spark, SCORE_REJECTS, dl).where(F.col("score_date") == DAY2)
+    assert sorted(r.reason for r in rejects.collect()) == ["unknown_item", "unknown_user"]
+    # scored without prefix sharing: same model, same prompts, same scores as day 1's
     day2 = {(r.user_id, r.item_id): r.score for r in _scores(spark, scoring_lake, DAY2).collect()}
+    assert len(day2) == 5
     assert max(abs(day2[(u, i)] - s) for u, i, s in first if (u, i) in day2) < 1e-4
 
     # A re-run of day 1 SIGKILLed at the fault point right after its first rows were staged
@@ -126,34 +154,6 @@ def test_scoring_writes_every_candidate_once_a_killed_rerun_commits_nothing_and_
     assert max(abs(a[2] - b[2]) for a, b in zip(first, again)) < 1e-9
     assert {(r.user_id, r.item_id): r.score for r in _scores(spark, scoring_lake, DAY2).collect()} == day2
     assert not staging.exists()
-
-
-def test_bad_candidate_rows_are_recorded_not_fatal(spark, scoring_lake):
-    from optirag.tables import write_table
-
-    dl = f"{scoring_lake}/bookcrossing"
-    day = "2026-11-22"
-    good = read_table(spark, CANDIDATES, dl).where(F.col("score_date") == DAY1).limit(5)
-    bad = spark.createDataFrame(
-        [("no-such-user", good.first().item_id), (good.first().user_id, "no-such-item")],
-        "user_id string, item_id string")
-    rows = (good.select("user_id", "item_id", "source", "sample_id", "label")
-            .unionByName(bad.select("user_id", "item_id", F.lit("popular").alias("source"),
-                                    F.lit(None).cast("string").alias("sample_id"),
-                                    F.lit(None).cast("int").alias("label")))
-            .withColumn("score_date", F.lit(day)))
-    write_table(rows, CANDIDATES, dl, replace_where=f"score_date = '{day}'")
-    # A run that fails just before its Delta commit (every row staged) says so and commits
-    # nothing; the next run clears its staged rows and commits.
-    failed = _run(scoring_lake, day, faults="scoring.before_commit=raise")
-    assert failed.returncode != 0 and "FaultInjected: fault point scoring.before_commit" in failed.stderr
-    assert list(Path(dl, "_staging", "scores", day).glob("*.parquet"))
-    assert _scores(spark, scoring_lake, day).count() == 0
-    out = _run(scoring_lake, day)
-    assert '"rejected": 2' in out.stdout
-    assert _scores(spark, scoring_lake, day).count() == 5
-    rejects = read_table(spark, SCORE_REJECTS, dl).where(F.col("score_date") == day)
-    assert sorted(r.reason for r in rejects.collect()) == ["unknown_item", "unknown_user"]
 
 
 def test_analyst_queries(spark, scoring_lake):

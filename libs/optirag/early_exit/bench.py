@@ -9,6 +9,8 @@ Figures 3-5) on a dataset's valid/test prompts.
 2. Wall clock: the engine with exits off vs on, same rows, same batch size, interleaved
    repeats, medians -> throughput ratio and the compaction efficiency (measured speedup /
    the ideal speedup 1 / layer-FLOPs ratio).
+   Both scales of the heads' P(Yes) are compared on the same rows: raw, and Platt-rescaled
+   on valid (``scales``: the rule chosen on valid and its test AUC / FLOPs ratio for each).
 3. k sweep (number of retrieved users): prompts rebuilt with prompts.k = 0..k_max for the
    test rows, scored with exits on.
 """
@@ -23,6 +25,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from optirag.early_exit.config import EarlyExitConfig
+from optirag.early_exit.platt import fit_columns, rescale_columns
 from optirag.early_exit.rules import build_rule, simulate_exits
 
 
@@ -86,6 +89,18 @@ def calibrate(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_l
     return with_rule(base, best["tau"], best["window"]), {"auc_full": full, "best": best, "grid": grid}
 
 
+def on_scale(pv: torch.Tensor, yv: np.ndarray, pt: torch.Tensor, yt: np.ndarray, exit_layers: list[int],
+             num_layers: int, base: EarlyExitConfig, platt: bool, taus=None, windows=None,
+             max_auc_loss=None) -> dict[str, Any]:
+    """The rule chosen on valid and its replay on test, on the raw P(Yes) matrices or on
+    their Platt rescaling fitted on valid: fits, rescaled matrices, rule, calibration, test."""
+    fits = fit_columns(pv, yv, exit_layers) if platt else {}
+    pv, pt = rescale_columns(pv, fits, exit_layers), rescale_columns(pt, fits, exit_layers)
+    rule, seen = calibrate(pv, yv, exit_layers, num_layers, base, taus, windows, max_auc_loss)
+    return {"fits": fits, "pv": pv, "pt": pt, "rule": rule, "seen": seen,
+            "test": replay(pt, yt, exit_layers, num_layers, rule)}
+
+
 def time_engine(model, tokenizer, heads, rule, prompts: list[str], batch_size: int,
                 max_length: int | None, repeats: int) -> dict[str, Any]:
     """Median seconds of the engine with exits off vs with `rule`, interleaved."""
@@ -143,6 +158,7 @@ def bench_dataset(spark, cfg, variant: str, max_rows: int, timing_rows: int, rep
     out: dict[str, Any] = {"dataset": cfg.dataset.name, "variant": variant, "model_version": version,
                            "heads_version": heads_dir.name, "n_layers": num_layers,
                            "exit_layers": layers}
+    heads.set_platt({})   # raw P(Yes): the Platt fits are refitted on valid below, both ways
     data = {}
     for split in ("valid", "test"):
         rows = prompt_rows(spark, cfg, variant, [split])
@@ -154,11 +170,22 @@ def bench_dataset(spark, cfg, variant: str, max_rows: int, timing_rows: int, rep
         out[f"{split}_rows"] = len(rows)
         out[f"{split}_forward_seconds"] = time.perf_counter() - started
         out[f"{split}_auc_per_exit_layer"] = head_aucs(p, rows["label"].to_numpy(), layers)
-    pv, yv, _ = data["valid"]
-    best_cfg, seen = calibrate(pv, yv, layers, num_layers, ee, taus, windows, max_auc_loss)
+    (pv, yv, _), (pt, yt, test_rows) = data["valid"], data["test"]
+    # Both scales on the same rows (raw heads vs Platt-rescaled, early_exit.platt); the
+    # config's calibration.platt picks the one the rest of the bench (sweeps, timing) uses.
+    scales = {name: on_scale(pv, yv, pt, yt, layers, num_layers, ee, name == "platt", taus, windows,
+                             max_auc_loss) for name in ("raw", "platt")}
+    out["scales"] = {name: {"tau": r["rule"].tau, "window": r["rule"].window,
+                            "valid_auc": r["seen"]["best"]["auc"],
+                            "valid_flops_ratio": r["seen"]["best"]["flops_ratio"],
+                            "test_auc": r["test"]["auc"], "test_flops_ratio": r["test"]["flops_ratio"],
+                            "test_head_auc": head_aucs(r["pt"], yt, layers)}
+                     for name, r in scales.items()}
+    out["scale"] = "platt" if cal.platt else "raw"
+    served = scales[out["scale"]]
+    heads.set_platt(served["fits"])
+    pv, pt, best_cfg, seen, test = (served[k] for k in ("pv", "pt", "rule", "seen", "test"))
     best, valid_grid, full_valid = seen["best"], seen["grid"], seen["auc_full"]
-    pt, yt, test_rows = data["test"]
-    test = replay(pt, yt, layers, num_layers, best_cfg)
     out.update({
         "auc_full": auc(yt, pt[:, -1].numpy()), "auc_exit": test["auc"],
         "auc_full_valid": full_valid, "best_on_valid": {"tau": best["tau"], "window": best["window"],

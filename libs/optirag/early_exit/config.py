@@ -43,6 +43,9 @@ class CalibrationConfig(_Section):
     taus: list[float] = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
     windows: list[int] = [1, 2, 3]
     max_auc_loss: float = 0.003
+    # Fit each head's Platt rescaling on the valid rows before choosing the rule, so rows
+    # leaving at different layers are scored on one scale (early_exit.platt).
+    platt: bool = False
 
 
 class EarlyExitConfig(_Section):

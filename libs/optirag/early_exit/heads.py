@@ -10,6 +10,12 @@ the model's own head, which is how the final layer answers.
 head_type=full_vocab keeps a full V x H projection instead (trained with CE over the whole
 vocabulary, as L_exit in paper 5.2); the score still takes the (No, Yes) pair of its logits.
 
+Each head also carries a Platt rescaling (a, b) of its answer logit, P = sigmoid(a * logit + b),
+identity until ``early_exit.job`` fits it on valid: heads at different depths answer on
+different scales, and rows leaving at different layers are ranked together (one AUC, one CTR
+column), so the rule mixes them only once they share one scale (``early_exit.platt``). The
+model's own head carries one too, which changes its scores but not their order.
+
 Layers are 1-based decoder-layer outputs: exit layer l reads the hidden state after decoder
 layer l (HF `hidden_states[l]`); layer N (the last) reads the model's final hidden state.
 """
@@ -26,6 +32,7 @@ from transformers import PreTrainedModel
 
 from optirag.artifacts import atomic_folder
 from optirag.early_exit.config import EarlyExitConfig
+from optirag.early_exit.platt import IDENTITY, rescale
 from optirag.llm.scoring import AnswerTokens, yes_probability
 
 WEIGHTS_FILE = "heads.safetensors"
@@ -64,6 +71,7 @@ class ExitHead(nn.Module):
         # for a full-vocabulary head.
         self.register_buffer("pair_index", torch.tensor(pair_index, device=weight.device),
                              persistent=False)
+        self.register_buffer("platt", IDENTITY.clone().to(weight.device))  # float32 (a, b)
 
     @classmethod
     def from_model(cls, model: PreTrainedModel, answer: AnswerTokens,
@@ -93,7 +101,11 @@ class ExitHead(nn.Module):
         return self(hidden)[:, self.pair_index]
 
     def p_yes(self, hidden: torch.Tensor) -> torch.Tensor:
-        return yes_probability(self.pair_logits(hidden))
+        return self.rescale(yes_probability(self.pair_logits(hidden)))
+
+    def rescale(self, p_yes: torch.Tensor) -> torch.Tensor:
+        """This head's Platt rescaling of a raw P(Yes) (identity until fitted)."""
+        return rescale(p_yes, self.platt)
 
 
 class ExitHeads(nn.Module):
@@ -139,15 +151,26 @@ class ExitHeads(nn.Module):
     def __getitem__(self, layer: int) -> ExitHead:
         return self.heads[str(layer)]
 
+    @property
+    def platt(self) -> dict[int, list[float]]:
+        return {layer: [round(x, 6) for x in self[layer].platt.tolist()] for layer in self.exit_layers}
+
+    def set_platt(self, fits: dict[int, torch.Tensor]) -> None:
+        """Install Platt fits (a, b) by exit layer; layers not given go back to identity."""
+        for layer in self.exit_layers:
+            self[layer].platt.copy_(fits.get(layer, IDENTITY))
+
 
 def save_exit_heads(heads: ExitHeads, out_dir: str | Path, model_version: str,
                     extra: dict | None = None) -> dict:
-    """heads.safetensors (trainable heads only) + meta.json, replacing `out_dir` atomically.
-    `extra` (data version, training figures, created_at...) is stored in the meta too."""
+    """heads.safetensors (the trainable heads, and the Platt fit of the model's own head) +
+    meta.json, replacing `out_dir` atomically. `extra` (data version, training figures,
+    created_at...) is stored in the meta too."""
     out_dir = Path(out_dir)
     tensors = {f"layer_{layer}.{name}": t.detach().contiguous().cpu()
                for layer in heads.trainable_layers
                for name, t in heads[layer].state_dict().items()}
+    tensors[f"layer_{heads.num_layers}.platt"] = heads[heads.num_layers].platt.detach().cpu().clone()
     meta = {
         "model_version": model_version,
         "exit_layers": heads.exit_layers,
@@ -187,7 +210,7 @@ def load_exit_heads(folder: str | Path, model: PreTrainedModel, answer: AnswerTo
     state = load_file(str(folder / WEIGHTS_FILE))
     for layer in heads.trainable_layers:
         prefix = f"layer_{layer}."
-        heads[layer].load_state_dict(
-            {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        )
+        heads[layer].load_state_dict({"platt": IDENTITY,   # heads saved before Platt fits had none
+                                      **{k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}})
+    heads[heads.num_layers].platt.copy_(state.get(f"layer_{heads.num_layers}.platt", IDENTITY))
     return heads.to(next(model.parameters()).device)

@@ -5,7 +5,8 @@ exit heads, and the exit rule they serve with is chosen on valid:
       -> one frozen forward: last-token states at the exit layers + the model's final P(Yes)
       -> fit_heads (lr0 * exp(-beta * d) per head; epochs over the cached states)
     valid prompts (the evaluation's valid rows)
-      -> the same forward -> every head's P(Yes) -> calibrate: the cheapest (tau, m) within
+      -> the same forward -> every head's P(Yes) -> (calibration.platt: each head's Platt
+         fit, installed in the heads) -> calibrate: the cheapest (tau, m) within
          early_exit.calibration.max_auc_loss of the full-depth valid AUC
     -> exit_heads/<variant>/<version>: safetensors + meta (scorer version, the chosen rule)
 
@@ -68,6 +69,7 @@ def calibrate_on_valid(model, tokenizer, heads, valid: pd.DataFrame, ee: EarlyEx
     import torch
 
     from optirag.early_exit.bench import calibrate
+    from optirag.early_exit.platt import fit_columns, rescale_columns
     from optirag.early_exit.training import stack_exit_probabilities
 
     if valid.empty or valid["label"].nunique() < 2:
@@ -75,15 +77,21 @@ def calibrate_on_valid(model, tokenizer, heads, valid: pd.DataFrame, ee: EarlyEx
                                         "label value(s): no AUC to choose the rule by"}
     states, p_final, labels = prompt_features(model, tokenizer, heads.answer, valid,
                                               heads.trainable_layers, ee)
+    heads.set_platt({})
     with torch.no_grad():
         p = stack_exit_probabilities(heads.eval(), states, p_final)
+    if ee.calibration.platt:   # one scale for all heads first: the rule is chosen on it
+        fits = fit_columns(p, labels.numpy(), heads.exit_layers)
+        heads.set_platt(fits)
+        p = rescale_columns(p, fits, heads.exit_layers)
     rule, seen = calibrate(p, labels.numpy(), heads.exit_layers, heads.num_layers, ee)
     best = seen["best"]
     return {"rule": {"rule": rule.rule, "tau": rule.tau, "window": rule.window,
                      "min_previous": rule.required_previous},
             "chosen_on": "valid", "valid_rows": len(valid), "max_auc_loss": ee.calibration.max_auc_loss,
             "valid_auc_full_depth": seen["auc_full"], "valid_auc": best["auc"],
-            "valid_flops_ratio": best["flops_ratio"], "dtype": str(next(model.parameters()).dtype)}
+            "valid_flops_ratio": best["flops_ratio"], "dtype": str(next(model.parameters()).dtype),
+            "platt": {str(k): v for k, v in heads.platt.items()} if ee.calibration.platt else None}
 
 
 def load_variant_scorer(cfg: Config, variant: str, version: str | None = None, seed: int | None = None):

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from optirag.early_exit.bench import auc, calibrate, head_aucs
-from optirag.early_exit.config import EarlyExitConfig
 from optirag.early_exit.heads import ExitHeads
 from optirag.early_exit.training import epoch_mean_losses, fit_heads, stack_exit_probabilities
 

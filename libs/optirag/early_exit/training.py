@@ -72,9 +72,9 @@ def exit_probabilities(
 
 def stack_exit_probabilities(heads: ExitHeads, states: torch.Tensor, p_final: torch.Tensor) -> torch.Tensor:
     """(B, K) P(Yes): each trainable head on its layer's states (B, K - 1, H), then the
-    model's own final P(Yes) (B,)."""
+    model's own final P(Yes) (B,), each through its head's Platt rescaling."""
     columns = [heads[layer].p_yes(states[:, j]) for j, layer in enumerate(heads.trainable_layers)]
-    return torch.stack(columns + [p_final], dim=1)
+    return torch.stack(columns + [heads[heads.num_layers].rescale(p_final)], dim=1)
 
 
 @torch.no_grad()
