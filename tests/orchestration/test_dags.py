@@ -93,8 +93,9 @@ def test_backfill_gate_publishes_the_good_date_and_stops_the_broken_one(run_airf
         assert line in run.log, f"{line!r} not in the run's log (see the log path printed above)"
 
 
-@pytest.mark.e2e   # a real ingest + check in the DAG (~3 min); a failing gate stopping the
-# DAG runs in make test with the backfill's score gate, the ingest gate's verdicts in test_gate_jobs
+@pytest.mark.e2e   # a real ingest + check in the DAG (~3 min); make test has a failing gate
+# stopping a DAG (the backfill's score gate) and the ingest suite failing on a garbage drop
+# (tests/ingest/test_bad_input.py)
 def test_nightly_stops_at_the_ingest_gate_on_a_broken_drop(run_airflow, tmp_path, shared_data):
     """A day's drop whose ratings file is garbage: ingest quarantines every line, the
     ingest gate fails, nothing after it runs, nothing is published."""

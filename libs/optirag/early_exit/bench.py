@@ -89,15 +89,26 @@ def calibrate(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_l
     return with_rule(base, best["tau"], best["window"]), {"auc_full": full, "best": best, "grid": grid}
 
 
+def calibrate_scaled(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_layers: int,
+                     base: EarlyExitConfig, platt: bool, taus=None, windows=None, max_auc_loss=None
+                     ) -> tuple[dict[int, torch.Tensor], EarlyExitConfig, dict[str, Any]]:
+    """`calibrate` on valid rows, first putting the heads on one scale when `platt`
+    (early_exit.platt): (Platt fits by layer, {} when raw; the rule; what was seen)."""
+    fits = fit_columns(p, labels, exit_layers) if platt else {}
+    rule, seen = calibrate(rescale_columns(p, fits, exit_layers), labels, exit_layers, num_layers, base,
+                           taus, windows, max_auc_loss)
+    return fits, rule, seen
+
+
 def on_scale(pv: torch.Tensor, yv: np.ndarray, pt: torch.Tensor, yt: np.ndarray, exit_layers: list[int],
              num_layers: int, base: EarlyExitConfig, platt: bool, taus=None, windows=None,
              max_auc_loss=None) -> dict[str, Any]:
     """The rule chosen on valid and its replay on test, on the raw P(Yes) matrices or on
-    their Platt rescaling fitted on valid: fits, rescaled matrices, rule, calibration, test."""
-    fits = fit_columns(pv, yv, exit_layers) if platt else {}
-    pv, pt = rescale_columns(pv, fits, exit_layers), rescale_columns(pt, fits, exit_layers)
-    rule, seen = calibrate(pv, yv, exit_layers, num_layers, base, taus, windows, max_auc_loss)
-    return {"fits": fits, "pv": pv, "pt": pt, "rule": rule, "seen": seen,
+    their Platt rescaling fitted on valid: fits, rescaled test matrix, rule, calibration, test."""
+    fits, rule, seen = calibrate_scaled(pv, yv, exit_layers, num_layers, base, platt, taus, windows,
+                                        max_auc_loss)
+    pt = rescale_columns(pt, fits, exit_layers)
+    return {"fits": fits, "pt": pt, "rule": rule, "seen": seen,
             "test": replay(pt, yt, exit_layers, num_layers, rule)}
 
 
@@ -184,7 +195,7 @@ def bench_dataset(spark, cfg, variant: str, max_rows: int, timing_rows: int, rep
     out["scale"] = "platt" if cal.platt else "raw"
     served = scales[out["scale"]]
     heads.set_platt(served["fits"])
-    pv, pt, best_cfg, seen, test = (served[k] for k in ("pv", "pt", "rule", "seen", "test"))
+    pt, best_cfg, seen, test = (served[k] for k in ("pt", "rule", "seen", "test"))
     best, valid_grid, full_valid = seen["best"], seen["grid"], seen["auc_full"]
     out.update({
         "auc_full": auc(yt, pt[:, -1].numpy()), "auc_exit": test["auc"],

@@ -68,8 +68,7 @@ def calibrate_on_valid(model, tokenizer, heads, valid: pd.DataFrame, ee: EarlyEx
     `heads.calibrated_rule` reads back ({"rule": None, "reason"} when nothing can be chosen)."""
     import torch
 
-    from optirag.early_exit.bench import calibrate
-    from optirag.early_exit.platt import fit_columns, rescale_columns
+    from optirag.early_exit.bench import calibrate_scaled
     from optirag.early_exit.training import stack_exit_probabilities
 
     if valid.empty or valid["label"].nunique() < 2:
@@ -80,11 +79,10 @@ def calibrate_on_valid(model, tokenizer, heads, valid: pd.DataFrame, ee: EarlyEx
     heads.set_platt({})
     with torch.no_grad():
         p = stack_exit_probabilities(heads.eval(), states, p_final)
-    if ee.calibration.platt:   # one scale for all heads first: the rule is chosen on it
-        fits = fit_columns(p, labels.numpy(), heads.exit_layers)
-        heads.set_platt(fits)
-        p = rescale_columns(p, fits, heads.exit_layers)
-    rule, seen = calibrate(p, labels.numpy(), heads.exit_layers, heads.num_layers, ee)
+    # with calibration.platt the heads go on one scale first, and serve with it (saved fits)
+    fits, rule, seen = calibrate_scaled(p, labels.numpy(), heads.exit_layers, heads.num_layers, ee,
+                                        ee.calibration.platt)
+    heads.set_platt(fits)
     best = seen["best"]
     return {"rule": {"rule": rule.rule, "tau": rule.tau, "window": rule.window,
                      "min_previous": rule.required_previous},
