@@ -150,3 +150,30 @@ def test_early_stopping_keeps_the_best_valid_epoch(tokenizer, answer):
     kept = score_prompts(result.model.get_base_model(), tokenizer, PROMPTS, 4, answer)
     from sklearn.metrics import roc_auc_score
     assert roc_auc_score([y for _, y in flipped], kept) == pytest.approx(max(aucs), abs=1e-6)
+
+
+def test_a_shared_bottom_cache_serves_nested_tunings_and_scoring_unchanged(tokenizer, answer):
+    """The learning curve's cache: tunings on nested sets give the losses they give alone,
+    each distinct row runs the frozen layers once, and the cached scoring of the tuned
+    model is the scorer's full forward."""
+    from optirag.llm.layerwise import BottomCache
+    from optirag.llm.tuning import frozen_batches, top_probabilities
+
+    tuning = TOY.model_copy(update={"trainable_from": 4, "epochs": 2, "dropout": 0.0, "patience": 1})
+    cache = BottomCache(3)
+    valid = EXAMPLES[::2]
+    for n in (4, 8):
+        shared, alone = (tune_lora(tiny_causal_lm(len(tokenizer), initializer_range=0.2,
+                                                  pad_token_id=tokenizer.pad_token_id, seed=0),
+                                   tokenizer, EXAMPLES[:n], tuning, answer, valid, cache=c)
+                         for c in (cache, None))
+        assert shared.losses == pytest.approx(alone.losses, abs=1e-6)
+        assert len(cache) == len(set(PROMPTS[:n]) | {p for p, _ in valid})
+    tuned = shared.model.get_base_model()
+    batches = frozen_batches(tuned, tokenizer, PROMPTS[::-1], tuning, 3, 64, cache)
+    assert len(cache) == len(PROMPTS)      # every prompt was cached already
+    expected = score_prompts(tuned, tokenizer, PROMPTS[::-1], 3, answer)
+    assert top_probabilities(tuned, batches, 3, answer) == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="cache holds layers 1-3"):
+        tune_lora(tiny_causal_lm(len(tokenizer), seed=0, pad_token_id=tokenizer.pad_token_id),
+                  tokenizer, EXAMPLES, TOY.model_copy(update={"trainable_from": 2}), answer, cache=cache)

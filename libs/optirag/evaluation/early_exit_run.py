@@ -97,7 +97,7 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
                                     "calibration": calibration, **per_split}}
         log.info("%s: tau=%s m=%s, test mean exit layer %.1f of %d", key, rule.tau, rule.window,
                  per_split.get("test", per_split["valid"])["mean_exit_layer"], heads.num_layers)
-        del model
+        model = None   # the next variant loads its own (free this one first)
     for key, reason in skipped.items():
         log.warning("%s skipped: %s", key, reason)
     return merge_report(spark, cfg, ecfg, runs, skipped, data_version(spark, cfg), mcfg)

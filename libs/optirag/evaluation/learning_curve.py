@@ -7,6 +7,10 @@ against the number of training examples, under the recipe's own tuning settings.
         score        the whole test split, with the adapters in place -> AUC [95% CI]
     -> reports/bench/tuning.json: datasets.<d>.variants.<v>.curve, training rates
 
+The frozen bottom layers are the same base weights at every size: one BottomCache serves
+all the tunings and the test scoring, so each train/valid/test row runs them once in the
+whole curve (a point's `cache_seconds` is what it added to the cache).
+
 Nothing is saved to the model store: the curve measures the recipe, the production scorer
 is ``jobs.train_scorer``'s. The size ``all`` is the production run itself when the eval
 file holds one made with every training prompt of this data version (its numbers are
@@ -37,7 +41,8 @@ from optirag.evaluation.run import report_path, score_frame
 from optirag.llm.config import ModelConfig
 from optirag.llm.loading import load_model, resolve_dtype
 from optirag.llm.scoring import answer_tokens
-from optirag.llm.tuning import tune_lora
+from optirag.llm.layerwise import BottomCache
+from optirag.llm.tuning import frozen_batches, top_probabilities, tune_lora
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +69,24 @@ def _from_eval(cfg: Config, variant: str, n_train: int, version: str) -> dict | 
             "eval_seconds": run.get("scoring_seconds")}
 
 
-def curve_point(cfg: Config, mcfg: ModelConfig, train, valid, test, n: int) -> dict[str, Any]:
-    """Tune on the first `n` training prompts, score the test split; times and AUC."""
+def curve_point(cfg: Config, mcfg: ModelConfig, train, valid, test, n: int,
+                cache: BottomCache | None = None) -> dict[str, Any]:
+    """Tune on the first `n` training prompts, score the test split; times and AUC. With a
+    `cache`, the test rows go through the top layers only (their bottom from the cache)."""
     examples = labelled_pairs(train.iloc[:n])
     model, tokenizer = load_model(mcfg)
     answer = answer_tokens(tokenizer, mcfg.answer)
     started = time.time()
-    result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer, valid)
+    result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer, valid, cache=cache)
     train_seconds = time.time() - started
     started = time.time()
-    scores = score_frame(result.model.get_base_model(), tokenizer, mcfg, test, progress=f"test n={n}")
+    tuned = result.model.get_base_model()
+    if cache is None:
+        scores = score_frame(tuned, tokenizer, mcfg, test, progress=f"test n={n}")
+    else:
+        batches = frozen_batches(tuned, tokenizer, test["text"].tolist(), mcfg.tuning, cache.frozen,
+                                 mcfg.max_length, cache, f"test n={n}")
+        scores = top_probabilities(tuned, batches, cache.frozen, answer)
     eval_seconds = time.time() - started
     metrics = ctr_metrics(test["label"], scores)
     return {"n": len(examples), "source": "bench", "test_auc": metrics["auc"],
@@ -95,13 +108,15 @@ def learning_curve(spark: SparkSession, cfg: Config, variant: str, sizes: list[s
     valid = early_stopping_pairs(spark, cfg, variant, mcfg.tuning, ecfg.seed)
     test = read_prompts(spark, cfg, variant, ["test"])
     version = data_version(spark, cfg)
+    frozen = (mcfg.tuning.trainable_from or 1) - 1
+    cache = BottomCache(frozen) if frozen and mcfg.tuning.cache_frozen else None
     points = []
     for size in sizes:
         n = len(train) if size == "all" else min(int(size), len(train))
         point = _from_eval(cfg, variant, n, version) if size == "all" else None
         if point is None:
             log.info("learning curve %s/%s: tuning on %d examples", cfg.dataset.name, variant, n)
-            point = curve_point(cfg, mcfg, train, valid, test, n)
+            point = curve_point(cfg, mcfg, train, valid, test, n, cache)
         log.info("learning curve %s/%s n=%d: test AUC %s", cfg.dataset.name, variant, n, point["test_auc"])
         points.append(point)
     tuned = [p for p in points if p.get("epochs")]

@@ -10,7 +10,9 @@ several epochs over a whole training split affordable on two cores.
 Batches are right-padded and run under plain causal attention: a real token never attends
 to a pad (pads come after it), so no mask is needed and row positions are 0..len-1, which
 is what the scorer's masked forward gives the same rows (tested). Rows are bucketed by
-length so a batch carries little padding.
+length so a batch carries little padding. For the same reason a row's bottom does not
+depend on its batch: `BottomCache` keeps it per token sequence, so tunings on nested
+training sets (the learning curve) and the splits scored after each compute it once.
 """
 from __future__ import annotations
 
@@ -79,3 +81,36 @@ def top_logits(model: PreTrainedModel, bottom: torch.Tensor, last: torch.Tensor,
     if full_vocab:
         return model.get_output_embeddings()(final).float()
     return answer_logits(model, final, answer).float()
+
+
+class BottomCache:
+    """The frozen bottom's output per row (unpadded, (len, H)), keyed by its token ids.
+
+    Valid for one base model and one frozen depth (the adapters sit above it, so every
+    tuning of that model shares it); a batch is assembled by right-padding the cached rows
+    (pad positions are never attended to by real tokens under causal attention)."""
+
+    def __init__(self, frozen: int):
+        self.frozen = frozen
+        self._rows: dict[bytes, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def bottom(self, model: PreTrainedModel, batch: Batch) -> torch.Tensor:
+        """`frozen_bottom(model, batch, self.frozen)`, computing only the rows not seen yet."""
+        lengths = (batch.last + 1).tolist()
+        keys = [batch.input_ids[j, :n].numpy().tobytes() for j, n in enumerate(lengths)]
+        missing = [j for j, k in enumerate(keys) if k not in self._rows]
+        if missing:
+            width = max(lengths[j] for j in missing)
+            rows = torch.as_tensor(missing, dtype=torch.long)
+            out = frozen_bottom(model, Batch(rows, batch.input_ids[rows, :width], batch.last[rows]),
+                                self.frozen)
+            for i, j in enumerate(missing):
+                self._rows[keys[j]] = out[i, : lengths[j]].clone()
+        first = self._rows[keys[0]]
+        hidden = first.new_zeros((len(keys), batch.input_ids.shape[1], first.shape[-1]))
+        for j, (k, n) in enumerate(zip(keys, lengths)):
+            hidden[j, :n] = self._rows[k]
+        return hidden

@@ -41,7 +41,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from optirag.artifacts import atomic_folder
 from optirag.llm.config import ModelConfig, TuningConfig
-from optirag.llm.layerwise import frozen_bottom, length_buckets, top_logits
+from optirag.llm.layerwise import BottomCache, frozen_bottom, length_buckets, top_logits
 from optirag.llm.loading import load_model_from, prepare_model
 from optirag.llm.scoring import (
     AnswerTokens, answer_logits, encode_prompts, last_hidden, yes_probability,
@@ -108,11 +108,13 @@ def tune_lora(
     tuning: TuningConfig,
     answer: AnswerTokens,
     valid: Sequence[tuple[str, int]] | None = None,
+    cache: BottomCache | None = None,
 ) -> TuneResult:
     """LoRA-tune `model` (modified in place: adapters are injected) on (prompt, label) pairs.
 
     Adapters go on the layers from `tuning.trainable_from` up; the frozen layers below run
-    once per example when `cache_frozen` (optirag.llm.layerwise). Batches are length
+    once per example when `cache_frozen` (optirag.llm.layerwise), and once per row across
+    tunings of the same base model when they share a `cache`. Batches are length
     buckets in a seeded order. With `valid` pairs and `tuning.patience`, the valid AUC is
     measured after every epoch and the best epoch's adapters are kept (early stopping)."""
     from sklearn.metrics import roc_auc_score
@@ -137,18 +139,15 @@ def tune_lora(
     optimizer = torch.optim.AdamW(params, lr=tuning.lr, weight_decay=tuning.weight_decay)
     generator = torch.Generator().manual_seed(tuning.seed)
     labels = torch.tensor([int(y) for _, y in examples], dtype=torch.long)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     full_vocab = tuning.loss == "full_vocab"
     targets = torch.where(labels.bool(), answer.yes_id, answer.no_id) if full_vocab else labels
 
+    if cache is not None and cache.frozen != frozen:
+        raise ValueError(f"the cache holds layers 1-{cache.frozen}, tuning freezes 1-{frozen}")
+
     def buckets(pairs, label):
-        batches = length_buckets(list(_unpadded(tokenizer, [p for p, _ in pairs], tuning.max_length)),
-                                 tuning.batch_size, pad)
-        if frozen and tuning.cache_frozen:
-            for b in tqdm(batches, desc=f"{label}: layers 1-{frozen} (frozen, once)",
-                          disable=not tuning.progress):
-                b.bottom = frozen_bottom(inner, b, frozen)
-        return batches
+        return frozen_batches(inner, tokenizer, [p for p, _ in pairs], tuning, frozen,
+                              tuning.max_length, cache, label)
 
     started = time.time()
     batches = buckets(examples, "train")
@@ -166,11 +165,8 @@ def tune_lora(
         y = np.array([int(v) for _, v in valid])
         if np.unique(y).size < 2:
             return None
-        p = np.empty(len(valid))
         peft_model.eval()
-        for b in valid_batches:
-            p[b.index.numpy()] = yes_probability(logits(b)[:, list(answer.pair)] if full_vocab
-                                                 else logits(b)).double().numpy()
+        p = top_probabilities(inner, valid_batches, frozen, answer)
         peft_model.train()
         return float(roc_auc_score(y, p))
 
@@ -216,6 +212,31 @@ def tune_lora(
     peft_model.eval()
     return TuneResult(model=peft_model, losses=losses, epochs=epochs,
                       best_epoch=best[1] if best else len(epochs), cache_seconds=round(cache_seconds, 1))
+
+
+def frozen_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+                   tuning: TuningConfig, frozen: int, max_length: int, cache: BottomCache | None = None,
+                   label: str = "rows") -> list:
+    """Length buckets of `prompts`, each with its frozen bottom's output when `cache_frozen`
+    (from `cache` where it has the row, which then keeps it)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batches = length_buckets(list(_unpadded(tokenizer, prompts, max_length)), tuning.batch_size, pad)
+    if frozen and tuning.cache_frozen:
+        for b in tqdm(batches, desc=f"{label}: layers 1-{frozen} (frozen, once)", disable=not tuning.progress):
+            b.bottom = frozen_bottom(model, b, frozen) if cache is None else cache.bottom(model, b)
+    return batches
+
+
+@torch.no_grad()
+def top_probabilities(model: PreTrainedModel, batches: Sequence, frozen: int,
+                      answer: AnswerTokens) -> np.ndarray:
+    """P(Yes) per row of `batches` (in the rows' original order), the bottom from the batch
+    when cached, through the top layers: the scorer's answer for the same rows."""
+    p = np.empty(sum(len(b.index) for b in batches))
+    for b in batches:
+        bottom = b.bottom if b.bottom is not None else frozen_bottom(model, b, frozen)
+        p[b.index.numpy()] = yes_probability(top_logits(model, bottom, b.last, frozen, answer)).double().numpy()
+    return p
 
 
 @torch.no_grad()

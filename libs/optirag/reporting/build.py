@@ -223,7 +223,10 @@ def learning_curve_section(inputs: ReportInputs) -> list[str]:
     lines = ["## Scorer tuning: learning curve", "",
              "Test AUC x 100 [95% bootstrap interval] of the scorer tuned on the first n of its "
              "seeded training prompts with the recipe's settings (bench: tuned for the curve; "
-             "eval: the production scorer's run), and the wall time of each step on this machine.", ""]
+             "eval: the production scorer's run, timed where it ran), and the wall time of each step. "
+             "Bench points share one cache of the frozen layers: a point's frozen-layer pass counts "
+             "only the rows no earlier point cached (the test rows' pass is in the first point's "
+             "test scoring).", ""]
     found = False
     for d in inputs.datasets:
         for variant, rec in sorted((pick(for_dataset(inputs.tuning, d), "variants") or {}).items()):
@@ -235,8 +238,11 @@ def learning_curve_section(inputs: ReportInputs) -> list[str]:
                     if p.get("test_auc") is not None else NOT_RUN
                 epochs = p.get("epochs") or []
                 rate = (sum(e["examples_per_s"] for e in epochs) / len(epochs)) if epochs else None
-                rows.append([f"{p['n']:,}", auc, f"{len(epochs)} (best {p.get('best_epoch')})",
-                             fmt(p.get("cache_seconds")), fmt(p.get("train_seconds")), fmt(rate),
+                unrecorded = "not recorded" if p.get("source") == "eval" else NOT_RUN
+                rows.append([f"{p['n']:,}", auc,
+                             f"{len(epochs)} (best {p.get('best_epoch')})" if epochs else unrecorded,
+                             fmt(p.get("cache_seconds")) if p.get("cache_seconds") is not None else unrecorded,
+                             fmt(p.get("train_seconds")), fmt(rate) if rate is not None else unrecorded,
                              fmt(p.get("eval_seconds")), p.get("source", "")])
             lines += [f"### {d}, {variant} prompts ({rec.get('dtype')}, {rec.get('torch_threads')} threads, "
                       f"{rec.get('mean_prompt_tokens')} tokens per prompt)", "",
