@@ -21,6 +21,8 @@ def main() -> int:
     parser.add_argument("--variant", default="gcn", choices=VARIANTS)
     parser.add_argument("--sizes", default="256,1000,4000,all", help="comma list of ints and/or 'all'")
     parser.add_argument("--out", default="reports/bench", help="folder of tuning.json")
+    parser.add_argument("--scores", type=Path, default=None,
+                        help="folder for each point's test scores per sample (paired comparisons)")
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     bad = [s for s in sizes if s != "all" and not (s.isdigit() and int(s) > 0)]
@@ -30,7 +32,8 @@ def main() -> int:
     from optirag.evaluation.learning_curve import learning_curve
     from optirag.spark import get_spark
 
-    record = learning_curve(get_spark(cfg), cfg, args.variant, sizes, Path(args.out) / "tuning.json")
+    record = learning_curve(get_spark(cfg), cfg, args.variant, sizes, Path(args.out) / "tuning.json",
+                            args.scores)
     print(json.dumps({"training_examples_per_s": record["training_examples_per_s"],
                       "curve": [{k: p[k] for k in ("n", "test_auc", "test_auc_ci95", "train_seconds")}
                                 for p in record["curve"]]}, indent=2))

@@ -1,12 +1,14 @@
 """train_scorer + evaluate end to end on the hand-made lake with the tiny random Llama."""
 import json
 
+import pandas as pd
 import pytest
 
 from optirag import registry
 from optirag.config import load_config
 from optirag.evaluation.run import evaluate, report_path
 from optirag.evaluation.config import evaluation_config
+from optirag.evaluation.metrics import ctr_metrics
 from optirag.evaluation.tuning_run import train_scorer
 from optirag.llm.tuning import read_meta
 from optirag.prompts.builder import build_prompts
@@ -219,7 +221,7 @@ def test_learning_curve_tunes_nested_sizes_and_writes_rates(spark, trained, tmp_
     cfg, _ = trained
     before = sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir())
     out = tmp_path / "tuning.json"
-    learning_curve(spark, cfg, "none", ["4", "8"], out)
+    learning_curve(spark, cfg, "none", ["4", "8"], out, tmp_path / "scores")
     record = json.loads(out.read_text())["datasets"][cfg.dataset.name]["variants"]["none"]
     curve = record["curve"]
     assert [p["n"] for p in curve] == [4, 8]
@@ -228,6 +230,10 @@ def test_learning_curve_tunes_nested_sizes_and_writes_rates(spark, trained, tmp_
     for p in curve:
         lo, hi = p["test_auc_ci95"]
         assert lo <= p["test_auc"] <= hi and p["epochs"] and p["train_seconds"] >= 0
+        # --scores: the point's test scores per sample, from which its AUC is recomputed
+        scores = pd.read_parquet(tmp_path / "scores" / f"{cfg.dataset.name}_none_n{p['n']}.parquet")
+        assert len(scores) == record["test_rows"] and scores.sample_id.is_unique
+        assert ctr_metrics(scores.label, scores.score)["auc"] == pytest.approx(p["test_auc"])
     assert sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir()) == before
 
 

@@ -5,7 +5,8 @@ from optirag.llm.scoring import AnswerTokenError
 from optirag.prompts.config import PromptsConfig
 from optirag.prompts.text import (
     Interaction, RatingScale, SuffixBuilder, build_prefix, build_suffix, check_answer_boundary,
-    context_item_text, count_tokens, item_text, raters_line, render_prefix, trim_steps,
+    context_item_text, count_tokens, item_text, raters_line, render_prefix, target_item_text,
+    trim_steps,
 )
 
 CFG = PromptsConfig(style="paper",
@@ -142,6 +143,22 @@ def test_context_item_styles():
         "Angels & Demons:... (Dan BROWN, 2000)"
     movie = {"title": "Toy Story", "author": None, "year": 1995, "genres": ["Comedy"]}
     assert context_item_text(movie, short.model_copy(update={"context_item": "author"})) == "Toy Story"
+
+
+def test_a_short_target_keeps_the_whole_title_and_a_compact_suffix_ends_at_the_cue(tokenizer):
+    row = {"title": "Angels &amp; Demons: A Very Long Novel Title", "author": "Dan BROWN", "year": 2000}
+    short = EVIDENCE.model_copy(update={"target_item": "short", "context_title_chars": 20,
+                                        "raters_line": "Similar users: {average:.1f}"})
+    assert target_item_text(row, EVIDENCE) == item_text(row) == \
+        "Angels & Demons: A Very Long Novel Title (Dan BROWN, 2000)"
+    assert target_item_text(row, short) == "Angels & Demons: A Very Long Novel Title (Brown)"  # never cut
+    assert target_item_text({"title": "Toy Story", "author": None}, short) == "Toy Story"
+    compact = build_suffix(target_item_text(row, short), short, [9.0, 7.0, 8.0])
+    assert compact == "Target: Angels & Demons: A Very Long Novel Title (Brown)\nSimilar users: 8.0\nAnswer:\n"
+    full = build_suffix(target_item_text(row, EVIDENCE), EVIDENCE, [9.0, 7.0, 8.0])
+    assert count_tokens(tokenizer, compact) < count_tokens(tokenizer, full) - 10
+    check_answer_boundary(tokenizer, build_prefix(HISTORY, [], short, tokenizer, TEN).text + compact,
+                          AnswerConfig())
 
 
 def test_evidence_prefix_summarises_and_groups_the_history(tokenizer):

@@ -204,3 +204,25 @@ def test_the_nightly_scorer_serves_the_rule_chosen_with_its_heads(tmp_path, capl
     assert "carry no rule chosen on valid" in caplog.text
     with pytest.raises(Exception, match="rule_from"):
         scoring_config(_cfg(str(tmp_path), "scoring.rule_from=valid"))
+
+
+def test_a_scorer_is_not_served_prompts_laid_out_otherwise_than_its_training_prompts(tmp_path, caplog):
+    """The scorer's meta keeps its training prompts' config (jobs.train_scorer): a nightly run
+    whose prompts.* would change the text (here the target's item text) is refused before any
+    actor starts; sampling settings (which training rows got prompts) do not matter."""
+    from optirag.config import ConfigError
+    from optirag.prompts.config import prompts_config
+    from optirag.scoring.pipeline import check_prompt_layout
+
+    cfg = _cfg(str(tmp_path), "prompts.target_item=full")
+    tuned_on = {"prompts_config": prompts_config(cfg).model_dump()}
+    check_prompt_layout(cfg, "s1", tuned_on)
+    check_prompt_layout(_cfg(str(tmp_path), "prompts.target_item=full", "prompts.train_max=10",
+                             "prompts.seed=7"), "s1", tuned_on)
+    older = {"prompts_config": {k: v for k, v in tuned_on["prompts_config"].items() if k != "target_item"}}
+    check_prompt_layout(cfg, "s1", older)            # a key added since: its default ('full'), as then
+    with pytest.raises(ConfigError, match=r"prompts.target_item: tuned on 'full', tonight 'short'"):
+        check_prompt_layout(_cfg(str(tmp_path), "prompts.target_item=short"), "s1", tuned_on)
+    with caplog.at_level("WARNING", logger="optirag.scoring.pipeline"):
+        check_prompt_layout(cfg, "s0", {"model_version": "m"})
+    assert "does not record its training prompts' config" in caplog.text

@@ -6,6 +6,7 @@ against the number of training examples, under the recipe's own tuning settings.
         tune_lora    the recipe as configured (layers, epochs, early stopping on valid)
         score        the whole test split, with the adapters in place -> AUC [95% CI]
     -> reports/bench/tuning.json: datasets.<d>.variants.<v>.curve, training rates
+       (--scores DIR: each point's test scores per sample, for paired comparisons)
 
 The frozen bottom layers are the same base weights at every size: one BottomCache serves
 all the tunings and the test scoring, so each train/valid/test row runs them once in the
@@ -70,9 +71,9 @@ def _from_eval(cfg: Config, variant: str, n_train: int, version: str) -> dict | 
 
 
 def curve_point(cfg: Config, mcfg: ModelConfig, train, valid, test, n: int,
-                cache: BottomCache | None = None) -> dict[str, Any]:
-    """Tune on the first `n` training prompts, score the test split; times and AUC. With a
-    `cache`, the test rows go through the top layers only (their bottom from the cache)."""
+                cache: BottomCache | None = None) -> tuple[dict[str, Any], list[float]]:
+    """Tune on the first `n` training prompts, score the test split: (times and AUC, the
+    test scores). With a `cache`, the test rows go through the top layers only."""
     examples = labelled_pairs(train.iloc[:n])
     model, tokenizer = load_model(mcfg)
     answer = answer_tokens(tokenizer, mcfg.answer)
@@ -92,12 +93,13 @@ def curve_point(cfg: Config, mcfg: ModelConfig, train, valid, test, n: int,
     return {"n": len(examples), "source": "bench", "test_auc": metrics["auc"],
             "test_auc_ci95": metrics["auc_ci95"], "best_epoch": result.best_epoch,
             "epochs": result.epochs, "cache_seconds": result.cache_seconds,
-            "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1)}
+            "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1)}, list(scores)
 
 
 def learning_curve(spark: SparkSession, cfg: Config, variant: str, sizes: list[str],
-                   out: Path) -> dict[str, Any]:
-    """Points for `sizes` (ints or "all") of one dataset/variant, merged into `out`."""
+                   out: Path, scores_dir: Path | None = None) -> dict[str, Any]:
+    """Points for `sizes` (ints or "all") of one dataset/variant, merged into `out`; with
+    `scores_dir`, each tuned point's test scores to <dataset>_<variant>_n<n>.parquet."""
     mcfg = ModelConfig.model_validate(cfg.model)
     ecfg = evaluation_config(cfg)
     if ecfg.torch_threads:
@@ -116,7 +118,11 @@ def learning_curve(spark: SparkSession, cfg: Config, variant: str, sizes: list[s
         point = _from_eval(cfg, variant, n, version) if size == "all" else None
         if point is None:
             log.info("learning curve %s/%s: tuning on %d examples", cfg.dataset.name, variant, n)
-            point = curve_point(cfg, mcfg, train, valid, test, n, cache)
+            point, scores = curve_point(cfg, mcfg, train, valid, test, n, cache)
+            if scores_dir is not None:
+                scores_dir.mkdir(parents=True, exist_ok=True)
+                test[["sample_id", "label"]].assign(score=scores).to_parquet(
+                    scores_dir / f"{cfg.dataset.name}_{variant}_n{n}.parquet", index=False)
         log.info("learning curve %s/%s n=%d: test AUC %s", cfg.dataset.name, variant, n, point["test_auc"])
         points.append(point)
     tuned = [p for p in points if p.get("epochs")]

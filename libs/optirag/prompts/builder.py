@@ -53,14 +53,14 @@ def allowed_interactions(spark: SparkSession, lake: str) -> DataFrame:
 
 
 def item_texts(spark: SparkSession, lake: str, pcfg: PromptsConfig) -> DataFrame:
-    """item_id -> full text (targets) and shortened-title text (context lines)."""
+    """item_id -> the target's text (`prompts.target_item`) and the context lines' text."""
     def render(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from optirag.prompts.text import context_item_text, item_text
+        from optirag.prompts.text import context_item_text, target_item_text
         for df in frames:
             rows = df.to_dict("records")
             yield pd.DataFrame({
                 "item_id": df["item_id"],
-                "text": [item_text(r) for r in rows],
+                "text": [target_item_text(r, pcfg) for r in rows],
                 "ctx_text": [context_item_text(r, pcfg) for r in rows],
             })
     items = read_table(spark, ITEMS, lake).select("item_id", "title", "author", "year", "genres")

@@ -25,6 +25,9 @@ class PromptsConfig(BaseModel):
     # How history/neighbour items are shown: full (title, author, year), short (title +
     # author surname) or author (surname only; the title where there is no author).
     context_item: Literal["full", "short", "author"] = "short"
+    # The target's text in the suffix: full (item_text) or short (title + author surname;
+    # the title is never cut). Every suffix token is paid once per candidate.
+    target_item: Literal["full", "short"] = "full"
     raters_line: str = "Similar users rated it: {ratings} (average {average:.1f})"
     no_raters: str = "No similar user rated it."
     neighbours_header: str = "Similar users' ratings:"
@@ -68,3 +71,16 @@ class PromptsConfig(BaseModel):
 
 def prompts_config(cfg: Config | dict[str, Any]) -> PromptsConfig:
     return section(PromptsConfig, cfg, "prompts")
+
+
+# Settings that choose which training samples get prompts, not what a prompt says.
+_SAMPLING = {"train_fraction", "train_max", "seed"}
+
+
+def layout_differences(saved: dict[str, Any], current: PromptsConfig) -> dict[str, tuple[Any, Any]]:
+    """{key: (saved, current)} for the text-shaping settings where a scorer's training
+    prompts (its meta's `prompts_config`) differ from `current`; keys the saved config
+    predates count as their default."""
+    then = PromptsConfig.model_validate({k: v for k, v in saved.items() if k in PromptsConfig.model_fields})
+    return {k: (getattr(then, k), getattr(current, k)) for k in PromptsConfig.model_fields
+            if k not in _SAMPLING and getattr(then, k) != getattr(current, k)}

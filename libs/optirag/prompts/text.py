@@ -123,18 +123,29 @@ def item_text(row: Mapping[str, Any], title_chars: int | None = None) -> str:
     return f"{title} ({inside})" if inside else title
 
 
+def _short_text(row: Mapping[str, Any], title_chars: int | None, surname_only: bool = False) -> str:
+    """`Title (Surname)`, or the surname alone; the title where there is no author."""
+    title = _title(row, title_chars)
+    author = html.unescape(str(row.get("author") or "")).split()
+    surname = author[-1].title() if author else ""
+    if not surname:
+        return title
+    return surname if surname_only else f"{title} ({surname})"
+
+
 def context_item_text(row: Mapping[str, Any], cfg: PromptsConfig) -> str:
     """How a history or neighbour item is shown (`prompts.context_item`): `full` (item_text
     with a shortened title), `short` (shortened title + the author's surname) or `author`
     (the surname alone; the shortened title for items without an author)."""
     if cfg.context_item == "full":
         return item_text(row, cfg.context_title_chars)
-    title = _title(row, cfg.context_title_chars)
-    author = html.unescape(str(row.get("author") or "")).split()
-    surname = author[-1].title() if author else ""
-    if not surname:
-        return title
-    return surname if cfg.context_item == "author" else f"{title} ({surname})"
+    return _short_text(row, cfg.context_title_chars, surname_only=cfg.context_item == "author")
+
+
+def target_item_text(row: Mapping[str, Any], cfg: PromptsConfig) -> str:
+    """How the target is shown (`prompts.target_item`): item_text, or the uncut title + the
+    author's surname (`short`)."""
+    return item_text(row) if cfg.target_item == "full" else _short_text(row, None)
 
 
 def interaction_line(it: Interaction, cfg: PromptsConfig, rating_max: float) -> str:

@@ -90,7 +90,9 @@ def resolve_models(cfg: Config, scfg: ScoringConfig) -> dict[str, Any]:
                     model_version=f"{model_cfg.name}-base")
     else:
         folder = registry.resolve(cfg, f"scorer/{scfg.variant}", scfg.scorer_version)
-        spec.update(scorer_dir=str(folder), model_version=registry.read_meta(folder)["model_version"])
+        scorer_meta = registry.read_meta(folder)
+        check_prompt_layout(cfg, folder, scorer_meta)
+        spec.update(scorer_dir=str(folder), model_version=scorer_meta["model_version"])
     spec["heads_dir"] = None
     if scfg.early_exit:
         heads = registry.resolve(cfg, f"exit_heads/{scfg.variant}", scfg.heads_version)
@@ -103,6 +105,25 @@ def resolve_models(cfg: Config, scfg: ScoringConfig) -> dict[str, Any]:
         spec["heads_dir"] = str(heads)
         spec["early_exit_cfg"], spec["rule_from"] = serving_rule(cfg, scfg, heads, meta)
     return spec
+
+
+def check_prompt_layout(cfg: Config, scorer_dir, meta: dict) -> None:
+    """A scorer reads the prompts it was tuned on: refuse to serve it prompts laid out
+    otherwise (a changed suffix or item text would score silently worse). Scorers saved
+    before their meta kept the prompt config are served with a warning."""
+    from optirag.prompts.config import layout_differences, prompts_config
+
+    saved = meta.get("prompts_config")
+    if saved is None:
+        log.warning("scorer %s does not record its training prompts' config: cannot check "
+                    "that tonight's prompts are laid out the same way", scorer_dir)
+        return
+    differ = layout_differences(saved, prompts_config(cfg))
+    if differ:
+        shown = "; ".join(f"prompts.{k}: tuned on {a!r}, tonight {b!r}" for k, (a, b) in differ.items())
+        raise ConfigError(f"scorer {scorer_dir} was tuned on differently laid-out prompts ({shown}): "
+                          "set those prompts.* back, or rebuild the prompts and retrain the scorer "
+                          "(jobs.build_prompts, jobs.train_scorer)")
 
 
 def serving_rule(cfg: Config, scfg: ScoringConfig, heads_dir, meta: dict) -> tuple[dict, str]:
