@@ -226,3 +226,16 @@ def test_a_scorer_is_not_served_prompts_laid_out_otherwise_than_its_training_pro
     with caplog.at_level("WARNING", logger="optirag.scoring.pipeline"):
         check_prompt_layout(cfg, "s0", {"model_version": "m"})
     assert "does not record its training prompts' config" in caplog.text
+
+
+def test_a_replica_tuned_after_a_prompt_setting_was_added_still_matches_its_scorer():
+    """Seed replicas compare prompt settings as today's settings: a key the production
+    scorer's meta predates counts as its default; a real difference still counts."""
+    from optirag.prompts.config import PromptsConfig
+    from optirag.reporting.missing import _same_prompts
+
+    now = {"prompts_config": PromptsConfig(target_item="full").model_dump()}
+    before = {"prompts_config": {k: v for k, v in now["prompts_config"].items() if k != "target_item"}}
+    assert _same_prompts(before, now) and _same_prompts(now, now)
+    assert not _same_prompts(before, {"prompts_config": PromptsConfig(target_item="short").model_dump()})
+    assert not _same_prompts({}, now) and _same_prompts({}, {})

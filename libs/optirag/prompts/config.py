@@ -77,10 +77,15 @@ def prompts_config(cfg: Config | dict[str, Any]) -> PromptsConfig:
 _SAMPLING = {"train_fraction", "train_max", "seed"}
 
 
+def saved_prompts_config(saved: dict[str, Any]) -> PromptsConfig:
+    """A model meta's `prompts_config` as today's settings: keys it predates count as their
+    default, so adding a setting does not make every saved model look different."""
+    return PromptsConfig.model_validate({k: v for k, v in saved.items() if k in PromptsConfig.model_fields})
+
+
 def layout_differences(saved: dict[str, Any], current: PromptsConfig) -> dict[str, tuple[Any, Any]]:
     """{key: (saved, current)} for the text-shaping settings where a scorer's training
-    prompts (its meta's `prompts_config`) differ from `current`; keys the saved config
-    predates count as their default."""
-    then = PromptsConfig.model_validate({k: v for k, v in saved.items() if k in PromptsConfig.model_fields})
+    prompts (its meta's `prompts_config`) differ from `current`."""
+    then = saved_prompts_config(saved)
     return {k: (getattr(then, k), getattr(current, k)) for k in PromptsConfig.model_fields
             if k not in _SAMPLING and getattr(then, k) != getattr(current, k)}

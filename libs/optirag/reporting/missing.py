@@ -114,8 +114,16 @@ def _meta(lake: str, dataset: str, kind: str) -> dict | None:
         return None
 
 
-# What a seed replica must share with its production scorer to stand beside it
-REPLICA_MATCH = ("data_version", "retriever_version", "prompts_config")
+# What a seed replica must share with its production scorer to stand beside it (and the
+# prompt settings, compared as today's settings: keys added since count as their default)
+REPLICA_MATCH = ("data_version", "retriever_version")
+
+
+def _same_prompts(run: dict, replica: dict) -> bool:
+    from optirag.prompts.config import saved_prompts_config
+
+    a, b = run.get("prompts_config"), replica.get("prompts_config")
+    return a == b if a is None or b is None else saved_prompts_config(a) == saved_prompts_config(b)
 
 
 def replica_current(lake: str, dataset: str, variant: str, seed: int) -> bool:
@@ -125,7 +133,7 @@ def replica_current(lake: str, dataset: str, variant: str, seed: int) -> bool:
         return True
     run, replica = _meta(lake, dataset, scorer_kind(variant)), _meta(lake, dataset, scorer_kind(variant, seed))
     return (in_lake(lake, dataset, variant, seed) and bool(run and replica)
-            and all(run.get(k) == replica.get(k) for k in REPLICA_MATCH))
+            and all(run.get(k) == replica.get(k) for k in REPLICA_MATCH) and _same_prompts(run, replica))
 
 
 def scorer_version(lake: str, dataset: str, variant: str, seed: int | None = None) -> str | None:
