@@ -6,7 +6,8 @@ import torch
 from optirag.early_exit.config import EarlyExitConfig
 from optirag.early_exit.heads import ExitHeads
 from optirag.early_exit.rules import build_rule, never_exit
-from optirag.scoring.prefix import encode_pairs, plan_chunks, score_independent, score_shared_prefix
+from optirag.scoring.prefix import (encode_pairs, fold_shared_lead, plan_blocks, score_independent,
+                                    score_shared_prefix)
 
 USERS = [
     "Instruction: predict whether the user likes the target book.\nUser A liked Dune.\n"
@@ -28,20 +29,27 @@ def _rows():
     return group, suffixes
 
 
-def test_plan_chunks_keeps_users_whole_and_covers_every_row():
+def test_plan_blocks_keeps_users_whole_and_covers_every_row():
     group = [0] * 5 + [1] + [2] * 7 + [0] * 2
-    chunks = plan_chunks(group, batch_size=6)
-    rows = np.concatenate(chunks)
+    blocks = plan_blocks(group, batch_size=2, rows_per_block=8)
+    rows = np.concatenate(blocks)
     assert sorted(rows.tolist()) == list(range(len(group)))
-    assert all(len(c) <= 7 for c in chunks)  # user 0 (7 rows) or user 2 (7 rows) split at 6
-    assert max(len(c) for c in chunks) <= 6
-    # a user with <= batch_size rows is in exactly one chunk
-    owner = {}
-    for k, c in enumerate(chunks):
-        for r in c:
-            if group[r] == 1:
-                owner.setdefault(1, set()).add(k)
-    assert len(owner[1]) == 1
+    owners = [{group[r] for r in b} for b in blocks]
+    assert all(sum(u in o for o in owners) == 1 for u in (0, 1, 2))  # each user in one block
+    assert all(len(o) <= 2 for o in owners)                           # <= batch_size prefixes
+    assert [len(b) for b in blocks] == [8, 7]  # user 0 + user 1; user 2 (7 rows) alone
+
+
+def test_common_leading_suffix_tokens_move_to_the_prefix_and_sequences_stay_the_same():
+    prefixes, suffixes = [[1, 2], [3]], [[7, 8, 9], [7, 8, 5, 6], [7, 4], [7, 8]]
+    group = np.array([0, 0, 1, 1])
+    new_prefixes, new_suffixes = fold_shared_lead(prefixes, suffixes, group)
+    assert new_prefixes == [[1, 2, 7, 8], [3, 7]]
+    assert new_suffixes == [[9], [5, 6], [4], [8]]
+    for r, u in enumerate(group):
+        assert new_prefixes[u] + new_suffixes[r] == prefixes[u] + suffixes[r]
+    # one candidate: everything but the last token (the answer position) is shared
+    assert fold_shared_lead([[1]], [[7, 8, 9]], np.array([0])) == ([[1, 7, 8]], [[9]])
 
 
 @pytest.mark.parametrize("batch_size", [3, 16])
