@@ -87,3 +87,24 @@ def test_config_validation():
                 {"tau": -1}, {"exit_stride": 0}, {"rules": "probability"}):
         with pytest.raises(ValidationError):
             EarlyExitConfig.model_validate(bad)
+
+
+def test_the_rule_is_chosen_cheapest_within_the_auc_budget_and_the_agreement_guard():
+    """A rule that reorders the rows (here: lucky on the labels) passes the AUC budget alone
+    and is refused by min_agreement; with the guard off the cheaper, reordering one wins."""
+    import numpy as np
+
+    from optirag.early_exit.bench import agreement, choose
+
+    grid = [
+        {"tau": 0.0, "auc": 0.70, "flops_ratio": 1.0, "agreement": 1.0},
+        {"tau": 0.01, "auc": 0.699, "flops_ratio": 0.9, "agreement": 0.99},
+        {"tau": 0.05, "auc": 0.702, "flops_ratio": 0.6, "agreement": 0.85},
+        {"tau": 0.1, "auc": 0.65, "flops_ratio": 0.5, "agreement": 0.80},
+    ]
+    assert choose(grid, 0.70, 0.003)["tau"] == 0.05
+    assert choose(grid, 0.70, 0.003, min_agreement=0.97)["tau"] == 0.01
+    assert choose(grid, 0.70, 0.0, min_agreement=0.97)["tau"] == 0.0
+    full = np.array([0.1, 0.4, 0.3, 0.9])
+    assert agreement(full, full) == 1.0
+    assert agreement(full[::-1].copy(), full) < 0

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from optirag.early_exit.config import EarlyExitConfig
@@ -38,6 +39,15 @@ def head_aucs(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int]) -> di
     return {str(layer): auc(labels, p[:, j].numpy()) for j, layer in enumerate(exit_layers)}
 
 
+def agreement(scores: np.ndarray, full: np.ndarray) -> float:
+    """Spearman rank correlation of served scores with the full-depth ones (1.0: same order)."""
+    if len(scores) < 2 or np.array_equal(scores, full):
+        return 1.0
+    if np.ptp(scores) == 0 or np.ptp(full) == 0:   # a constant side has no order to agree with
+        return 0.0
+    return float(spearmanr(scores, full)[0])
+
+
 def replay(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_layers: int,
            cfg: EarlyExitConfig) -> dict[str, Any]:
     """AUC / mean exit layer / FLOPs ratio of a rule, replayed on the (n, K) P matrix."""
@@ -46,6 +56,7 @@ def replay(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_laye
     layers = np.asarray(exit_layers)[at.numpy()]
     return {"auc": auc(labels, scores), "mean_exit_layer": float(layers.mean()),
             "flops_ratio": float(layers.mean() / num_layers),
+            "agreement": agreement(scores, p[:, -1].numpy()),
             "exit_share": {int(layer): float((layers == layer).mean()) for layer in exit_layers}}
 
 
@@ -61,9 +72,12 @@ def sweep(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_layer
     return out
 
 
-def choose(valid_sweep: list[dict], full_auc: float, max_auc_loss: float) -> dict:
-    """The cheapest (lowest FLOPs ratio) setting within max_auc_loss of full-depth AUC."""
-    ok = [s for s in valid_sweep if s["auc"] is not None and s["auc"] >= full_auc - max_auc_loss]
+def choose(valid_sweep: list[dict], full_auc: float, max_auc_loss: float,
+           min_agreement: float | None = None) -> dict:
+    """The cheapest (lowest FLOPs ratio) setting within max_auc_loss of full-depth AUC and,
+    with min_agreement, ranking the rows as the full depth does (Spearman >= min_agreement)."""
+    ok = [s for s in valid_sweep if s["auc"] is not None and s["auc"] >= full_auc - max_auc_loss
+          and (min_agreement is None or s["agreement"] >= min_agreement)]
     return min(ok, key=lambda s: (s["flops_ratio"], -s["auc"])) if ok else max(
         valid_sweep, key=lambda s: s["auc"] or 0)
 
@@ -85,7 +99,8 @@ def calibrate(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_l
     if full is None:   # one class on valid: nothing to choose by, the configured rule stays
         return base, {"auc_full": None, "best": {"tau": base.tau, "window": base.window, "auc": None,
                                                  "flops_ratio": None}, "grid": grid}
-    best = choose(grid, full, cal.max_auc_loss if max_auc_loss is None else max_auc_loss)
+    best = choose(grid, full, cal.max_auc_loss if max_auc_loss is None else max_auc_loss,
+                  cal.min_agreement)
     return with_rule(base, best["tau"], best["window"]), {"auc_full": full, "best": best, "grid": grid}
 
 

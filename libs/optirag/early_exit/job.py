@@ -7,7 +7,8 @@ exit heads, and the exit rule they serve with is chosen on valid:
     valid prompts (the evaluation's valid rows)
       -> the same forward -> every head's P(Yes) -> (calibration.platt: each head's Platt
          fit, installed in the heads) -> calibrate: the cheapest (tau, m) within
-         early_exit.calibration.max_auc_loss of the full-depth valid AUC
+         early_exit.calibration.max_auc_loss of the full-depth valid AUC, ranking rows
+         as the full depth does (Spearman >= calibration.min_agreement)
     -> exit_heads/<variant>/<version>: safetensors + meta (scorer version, the chosen rule)
 
 The nightly scorer and jobs.evaluate_early_exit serve the rule in the heads' meta, so the
@@ -87,6 +88,7 @@ def calibrate_on_valid(model, tokenizer, heads, valid: pd.DataFrame, ee: EarlyEx
     return {"rule": {"rule": rule.rule, "tau": rule.tau, "window": rule.window,
                      "min_previous": rule.required_previous},
             "chosen_on": "valid", "valid_rows": len(valid), "max_auc_loss": ee.calibration.max_auc_loss,
+            "min_agreement": ee.calibration.min_agreement, "valid_agreement": best["agreement"],
             "valid_auc_full_depth": seen["auc_full"], "valid_auc": best["auc"],
             "valid_flops_ratio": best["flops_ratio"], "dtype": str(next(model.parameters()).dtype),
             "platt": {str(k): v for k, v in heads.platt.items()} if ee.calibration.platt else None}
