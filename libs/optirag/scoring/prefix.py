@@ -7,8 +7,9 @@ layer; here the P prefix tokens run once per user and only C x S suffix tokens r
 layer (they attend to the cached prefix), so the saving approaches (P + S) / S.
 
     encode_pairs        token ids of each prefix (BOS included) and suffix (no specials)
-    fold_shared_lead    tokens every suffix of a user starts with ("Target:") -> its prefix
     plan_blocks         rows -> blocks of whole users (one prefix forward per block)
+    fold_shared_lead    per block: tokens every suffix of a user starts with ("Target:")
+                        -> that user's prefix
     score_shared_prefix per block: prefix forward once -> the block's rows sorted by suffix
                         length, in batches -> each batch's cache rows selected (one per
                         candidate) -> early_exit_forward over the suffixes (per-row exit works)
@@ -158,20 +159,19 @@ def score_shared_prefix(
     device = next(model.parameters()).device
     num_layers = model.config.num_hidden_layers
     group = np.asarray(group, dtype=np.int64)
-    prefix_ids, suffix_ids = fold_shared_lead(prefix_ids, suffix_ids, group)
-    suffix_lengths = [len(s) for s in suffix_ids]
     outputs = []
     for block in plan_blocks(group, batch_size):
-        users, local = np.unique(group[block], return_inverse=True)
-        cache, prefix_mask = prefix_cache(model, [prefix_ids[u] for u in users], pad_id)
-        position = {r: i for i, r in enumerate(block.tolist())}
-        for rows in _by_length(block, suffix_lengths, batch_size):
-            select = torch.from_numpy(local[[position[r] for r in rows.tolist()]]).to(device)
+        users, local = np.unique(group[block], return_inverse=True)   # blocks hold whole users
+        prefixes, suffixes = fold_shared_lead([prefix_ids[u] for u in users],
+                                              [suffix_ids[r] for r in block], local)
+        cache, prefix_mask = prefix_cache(model, prefixes, pad_id)
+        for part in _by_length(np.arange(len(block)), [len(s) for s in suffixes], batch_size):
+            select = torch.from_numpy(local[part]).to(device)
             rows_cache, rows_prefix_mask = _select(model, cache, prefix_mask, select)
-            ids, mask = _pad([suffix_ids[r] for r in rows], pad_id)
+            ids, mask = _pad([suffixes[i] for i in part], pad_id)
             full_mask = torch.cat([rows_prefix_mask, mask.to(device)], dim=1)
-            outputs.append((rows, early_exit_forward(model, heads, rule, ids.to(device), full_mask,
-                                                     past_key_values=rows_cache)))
+            outputs.append((block[part], early_exit_forward(model, heads, rule, ids.to(device),
+                                                            full_mask, past_key_values=rows_cache)))
     return _scatter(outputs, len(group), num_layers)
 
 
