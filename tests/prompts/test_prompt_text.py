@@ -143,6 +143,10 @@ def test_context_item_styles():
         "Angels & Demons:... (Dan BROWN, 2000)"
     movie = {"title": "Toy Story", "author": None, "year": 1995, "genres": ["Comedy"]}
     assert context_item_text(movie, short.model_copy(update={"context_item": "author"})) == "Toy Story"
+    # Spark -> pandas hands a missing author over as NaN, not None (it read "Nan" once)
+    nan_author = {**movie, "author": float("nan")}
+    assert context_item_text(nan_author, short.model_copy(update={"context_item": "author"})) == "Toy Story"
+    assert target_item_text(nan_author, short.model_copy(update={"target_item": "short"})) == "Toy Story"
 
 
 def test_a_short_target_keeps_the_whole_title_and_a_compact_suffix_ends_at_the_cue(tokenizer):
@@ -179,6 +183,8 @@ def test_evidence_prefix_summarises_and_groups_the_history(tokenizer):
 def test_evidence_suffix_shows_the_similar_raters_only_with_retrieval(tokenizer):
     assert raters_line([9.0, 7.0, 10.0], EVIDENCE) == "Similar users rated it: 9, 7, 10 (average 8.7)"
     assert raters_line([], EVIDENCE) == EVIDENCE.no_raters
+    counted = EVIDENCE.model_copy(update={"raters_line": "Similar users: {average:.1f} ({count} ratings)"})
+    assert raters_line([4.0, 5.0, 3.0], counted) == "Similar users: 4.0 (3 ratings)"
     assert build_suffix("Dune (Frank Herbert, 1965)", EVIDENCE) == "Target: Dune (Frank Herbert, 1965)\nAnswer:\n"
     with_raters = build_suffix("Dune", EVIDENCE, [9.0, 7.0])
     assert with_raters == "Target: Dune\nSimilar users rated it: 9, 7 (average 8.0)\nAnswer:\n"

@@ -126,7 +126,8 @@ def item_text(row: Mapping[str, Any], title_chars: int | None = None) -> str:
 def _short_text(row: Mapping[str, Any], title_chars: int | None, surname_only: bool = False) -> str:
     """`Title (Surname)`, or the surname alone; the title where there is no author."""
     title = _title(row, title_chars)
-    author = html.unescape(str(row.get("author") or "")).split()
+    # a missing author arrives from Spark/pandas as None or NaN (str(nan) would be "nan")
+    author = html.unescape(str(row["author"])).split() if _present(row.get("author")) else []
     surname = author[-1].title() if author else ""
     if not surname:
         return title
@@ -210,11 +211,13 @@ def render_prefix(history: Sequence[Interaction], blocks: Sequence[Sequence[Inte
 
 
 def raters_line(ratings: Sequence[float], cfg: PromptsConfig) -> str:
-    """The similar users' ratings of the target, most similar first, and their mean."""
+    """The similar users' ratings of the target, most similar first, their mean and count
+    (`prompts.raters_line` picks which of {ratings}, {average}, {count} it shows)."""
     if not ratings:
         return cfg.no_raters
     shown = ", ".join(f"{r:g}" for r in ratings)
-    return cfg.raters_line.format(ratings=shown, average=sum(ratings) / len(ratings))
+    return cfg.raters_line.format(ratings=shown, average=sum(ratings) / len(ratings),
+                                  count=len(ratings))
 
 
 def build_suffix(target_text: str, cfg: PromptsConfig, raters: Sequence[float] | None = None) -> str:
