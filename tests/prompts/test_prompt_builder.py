@@ -53,18 +53,14 @@ def test_train_history_only_has_earlier_items(built):
 def test_similar_raters_of_the_target_in_the_suffix(built):
     from tiny_rag_lake import RATERS_OF_SI
 
-    from optirag.prompts.config import prompts_config
-    from optirag.prompts.text import raters_line
-
-    cfg, _, rows = built
-    pcfg = prompts_config(cfg)   # the dataset's line (MovieLens: mean and count of k = 20)
+    _, _, rows = built
     r = rows[("gcn", "s1-SECRET-sI")]
-    # s1's most similar raters of I: t1, t2, then t3 (three raters); none of its own
+    # s1's raters of I: t1, t2, t3 (three raters); none of its own. The line is the test
+    # lake's dataset layout (conf/datasets/movielens100k.yaml: mean and count, k = 20).
     ratings = [RATERS_OF_SI[u] for u in ("t1", "t2", "t3")]
-    line = raters_line(ratings, pcfg)
-    assert line.startswith("Similar users") and f"{sum(ratings) / 3:.1f}" in line
+    line = f"Similar users: {sum(ratings) / 3:.1f} (3 ratings)"
     assert r.text.split("Target:")[1].split("\n")[1] == line and r.n_neighbours == 3
-    assert pcfg.no_raters in rows[("gcn", "s1-SECRET-sJ")].text
+    assert "Similar users: none" in rows[("gcn", "s1-SECRET-sJ")].text
     assert "Similar users" not in rows[("none", "s1-SECRET-sI")].text   # no retrieval
     # the prefix is the user's own evidence only: the same for both variants
     assert r.text.split("Target:")[0] == rows[("none", "s1-SECRET-sI")].text.split("Target:")[0]
