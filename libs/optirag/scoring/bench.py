@@ -151,8 +151,12 @@ def run_job_measured(args: list[str], repo: Path) -> dict[str, Any]:
 def environment() -> dict[str, Any]:
     import psutil
 
+    from optirag.llm.loading import cpu_has_native_bf16
+
+    # native_bf16: whether `model.dtype: auto` serves bf16 here; speed ratios differ across CPUs
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "ram_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
+            "native_bf16": cpu_has_native_bf16(),
             "torch": torch.__version__, "python": platform.python_version()}
 
 
