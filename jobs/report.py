@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the jobs it would run, run nothing")
     args = parser.parse_args()
     from optirag.reporting.build import build_report
-    from optirag.reporting.environment import environment
+    from optirag.environment import environment
     from optirag.reporting.inputs import read_inputs
     from optirag.reporting.manifest import read_manifests
     from optirag.reporting.jobs_log import JobsLog, read_jobs

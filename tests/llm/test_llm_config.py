@@ -45,3 +45,13 @@ def test_recipes_stack_left_to_right():
     assert stacked.tuning.target_modules == full.tuning.target_modules and stacked.dtype == full.dtype
     with pytest.raises(Exception, match="unknown model recipe"):
         load_config("bookcrossing", model="cpu-small+nope")
+
+
+def test_full_recipe_has_exit_heads_inside_its_tuned_block_on_one_scale_and_the_demo_keeps_the_papers():
+    """Heads below layer 21 read untuned states; the demo tunes only 25-30 and was measured raw."""
+    cfg = load_config("bookcrossing", model="cpu-small")
+    tuned_from = ModelConfig.model_validate(cfg.model).tuning.trainable_from
+    full = EarlyExitConfig.model_validate(cfg.early_exit)
+    assert full.calibration.platt and sum(layer >= tuned_from for layer in full.exit_layers) >= 3
+    demo = EarlyExitConfig.model_validate(load_config("bookcrossing", model="cpu-small+demo").early_exit)
+    assert not demo.calibration.platt and demo.exit_layers == [5, 10, 15, 20, 25]

@@ -368,3 +368,16 @@ def test_intervals_paired_differences_and_learning_curve(reports):
     curve = text.split("## Scorer tuning: learning curve")[1].split("## Figure 2")[0]
     assert "### bookcrossing, gcn prompts (bfloat16, 2 threads, 146.0 tokens per prompt)" in curve
     assert "| 256 | 61.00 [57.0, 65.0] | 2 (best 2) | 30.00 | 130.00 | 4.10 | 100.00 | bench |" in curve
+
+
+def test_the_environment_section_reads_this_machine_and_says_which_dtype_serves(tmp_path):
+    from optirag.environment import environment
+    from optirag.llm.loading import cpu_has_native_bf16
+
+    env = environment()
+    assert env["native_bf16"] is cpu_has_native_bf16()
+    text = build_report(read_inputs(tmp_path, ["bookcrossing"]), env, tmp_path / "out")
+    section = text[text.index("## Environment"):]
+    assert f"- CPU: {env['cpu']} ({env['cores']} cores)" in section
+    assert ("serves bf16" if env["native_bf16"] else "serves fp32") in section
+    assert f"torch {env['packages']['torch']}" in section

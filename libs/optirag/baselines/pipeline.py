@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +18,7 @@ from optirag.baselines.config import BaselinesConfig, baselines_config
 from optirag.baselines.features import build_vocabularies, encode
 from optirag.baselines.training import auc, logloss, predict, train
 from optirag.config import Config
+from optirag.environment import environment
 
 
 def run_id(model: str, seed: int) -> str:
@@ -93,8 +93,7 @@ def run_baselines(spark: SparkSession, cfg: Config, models: list[str] | None = N
         "test_positive_rate": float(split["test"].label.mean()) if len(split["test"]) else None,
         "metric_note": "AUC/logloss on the test split; mean and population std over seeds",
         "config": bcfg.model_dump(), "seeds": seeds,
-        "environment": {"python": platform.python_version(), "machine": platform.machine(),
-                        "cpu_count": os.cpu_count()},
+        "environment": environment(),
         "models": results,
     }
     write_json(report, os.path.join(bcfg.reports_dir, f"baselines_{cfg.dataset.name}.json"))

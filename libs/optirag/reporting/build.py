@@ -284,7 +284,9 @@ def figure_sections(inputs: ReportInputs, out_dir: Path) -> list[str]:
 
 def environment_section(env: dict, inputs: ReportInputs) -> list[str]:
     lines = ["## Environment", "",
-             f"- CPU: {env['cpu']} ({env['cores']} cores), RAM {env['ram_gib']} GiB, GPU: {env['gpu']}",
+             f"- CPU: {env['cpu']} ({env['cores']} cores), RAM {env['ram_gib']} GiB, GPU: {env['gpu']}"
+             + {True: "; serves bf16 (AVX-512 BF16 / AMX)", False: "; serves fp32 (no AVX-512 BF16 / AMX)"}
+             .get(env.get("native_bf16"), ""),
              f"- OS: {env['os']}; Python {env['python']}",
              "- Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items())]
     for d in inputs.datasets:

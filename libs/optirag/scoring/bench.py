@@ -13,8 +13,6 @@ has it), (a) and (c) are also timed with an fp32 copy of the scorer: the dtype's
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -146,18 +144,6 @@ def run_job_measured(args: list[str], repo: Path) -> dict[str, Any]:
     summary = json.loads(out.strip().splitlines()[-1])
     summary["peak_rss_mb"] = rss.peak / 2 ** 20
     return summary
-
-
-def environment() -> dict[str, Any]:
-    import psutil
-
-    from optirag.llm.loading import cpu_has_native_bf16
-
-    # native_bf16: whether `model.dtype: auto` serves bf16 here; speed ratios differ across CPUs
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "ram_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
-            "native_bf16": cpu_has_native_bf16(),
-            "torch": torch.__version__, "python": platform.python_version()}
 
 
 def summarize(variants: dict[str, Any]) -> dict[str, float]:

@@ -12,6 +12,7 @@ import torch
 from pyspark.sql import functions as F
 
 from optirag.config import Config
+from optirag.environment import environment
 from optirag.scoring import bench
 
 REPO = Path(__file__).resolve().parents[3]
@@ -237,7 +238,7 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
 
 def _write(result: dict[str, Any], out: Path, plot) -> dict[str, Any]:
     """The bench's JSON (+ the environment and time) and its PNG beside it."""
-    result.update(environment=bench.environment(), created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    result.update(environment=environment(), created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     plot(result, out.with_suffix(".png"))

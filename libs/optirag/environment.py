@@ -1,4 +1,6 @@
-"""Where the numbers were measured: hardware, package versions, data checksums."""
+"""Where the numbers were measured: hardware and package versions, one record for every
+report and benchmark JSON (REPORT.md's environment section, the scoring and peer benches,
+the baselines)."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -42,6 +44,8 @@ def _gpu() -> str:
 
 
 def environment() -> dict:
+    from optirag.llm.loading import cpu_has_native_bf16
+
     versions = {}
     for p in PACKAGES:
         try:
@@ -50,5 +54,7 @@ def environment() -> dict:
             versions[p] = "not installed"
     return {
         "cpu": _cpu_model(), "cores": os.cpu_count(), "ram_gib": _ram_gib(), "gpu": _gpu(),
+        # whether `model.dtype: auto` serves bf16 here: speed ratios differ across CPUs
+        "native_bf16": cpu_has_native_bf16(),
         "os": platform.platform(), "python": platform.python_version(), "packages": versions,
     }
