@@ -371,8 +371,7 @@ def test_intervals_paired_differences_and_learning_curve(reports):
 
 
 def test_the_environment_section_reads_this_machine_and_says_which_dtype_serves(tmp_path):
-    from optirag.environment import environment
-    from optirag.llm.loading import cpu_has_native_bf16
+    from optirag.environment import cpu_has_native_bf16, environment
 
     env = environment()
     assert env["native_bf16"] is cpu_has_native_bf16()

@@ -34,6 +34,7 @@ from transformers import (  # noqa: E402
 )
 
 from optirag.artifacts import atomic_folder
+from optirag.environment import cpu_has_native_bf16
 from optirag.llm.config import (  # noqa: E402
     PACKAGE_SOURCE_PREFIX,
     ModelConfig,
@@ -149,16 +150,6 @@ def prepare_default(recipe: str = "cpu-small") -> Path:
     path = prepare_model(model_config_from_recipe(recipe))
     print(f"model ready: {path}")
     return path
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on x86 CPUs with AVX-512 BF16 or AMX (oneDNN runs bf16 matmuls there at about
-    twice the fp32 rate; elsewhere bf16 is emulated and slower than fp32)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f" {flag}" in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def resolve_dtype(name: str, device: str = "cpu") -> str:
