@@ -210,6 +210,8 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
         "ours_fp32_independent": peers.ours(fp32, ExitHeads.final_only(fp32, heads.answer), never_exit,
                                             scfg.batch_size, pad, shared_prefix=False),
         "ours_best": peers.ours(model, heads, rule, scfg.batch_size, pad, shared_prefix=scfg.shared_prefix),
+        "ours_full_depth": peers.ours(model, ExitHeads.final_only(model, heads.answer), never_exit,
+                                      scfg.batch_size, pad, shared_prefix=scfg.shared_prefix),
         "llama_cpp_independent": llama.independent,
         "llama_cpp_prefix": llama.shared_prefix,
     }
@@ -232,6 +234,9 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
         "ours_best_vs_best_peer": {
             "speed_ratio": speed["ours_best"]["rows_per_s"] / speed[best_peer]["rows_per_s"],
             "auc_difference": agree["ours_best"]["auc"] - agree[best_peer]["auc"]},
+        "ours_best_vs_full_depth": {   # what the exits buy on this CPU
+            "speed_ratio": speed["ours_best"]["rows_per_s"] / speed["ours_full_depth"]["rows_per_s"],
+            "auc_difference": agree["ours_best"]["auc"] - agree["ours_full_depth"]["auc"]},
     }
     return _write(result, Path(args.out), peers.plot)
 

@@ -9,6 +9,7 @@
                 ours_best               the nightly path: serving dtype (bf16 where the CPU
                                         has it), shared user prefix, early exit with the rule
                                         saved with the heads
+                ours_full_depth         the same without exits (what the exits buy)
                 llama_cpp_independent   the scorer converted to GGUF (convert_hf_to_gguf.py,
                                         Q8_0 by default), one prompt at a time, last-row
                                         logits only
