@@ -206,12 +206,15 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
     llama = peers.LlamaCppScorer(gguf, heads.answer.yes_id, heads.answer.no_id, args.threads)
     fp32 = copy.deepcopy(model).float()
     pad = tokenizer.pad_token_id
+
+    def full_depth(m, shared_prefix: bool):
+        return peers.ours(m, ExitHeads.final_only(m, heads.answer), never_exit, scfg.batch_size, pad,
+                          shared_prefix=shared_prefix)
+
     scorers = {
-        "ours_fp32_independent": peers.ours(fp32, ExitHeads.final_only(fp32, heads.answer), never_exit,
-                                            scfg.batch_size, pad, shared_prefix=False),
+        "ours_fp32_independent": full_depth(fp32, False),
         "ours_best": peers.ours(model, heads, rule, scfg.batch_size, pad, shared_prefix=scfg.shared_prefix),
-        "ours_full_depth": peers.ours(model, ExitHeads.final_only(model, heads.answer), never_exit,
-                                      scfg.batch_size, pad, shared_prefix=scfg.shared_prefix),
+        "ours_full_depth": full_depth(model, scfg.shared_prefix),
         "llama_cpp_independent": llama.independent,
         "llama_cpp_prefix": llama.shared_prefix,
     }
@@ -220,6 +223,11 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
     speed = peers.time_scorers(scorers, tuple(speed_rows), args.repeats)
     agree = peers.agreement({name: score(*eval_rows) for name, score in scorers.items()}, y,
                             "ours_fp32_independent")
+
+    def versus(a: str, b: str) -> dict[str, float]:
+        return {"speed_ratio": speed[a]["rows_per_s"] / speed[b]["rows_per_s"],
+                "auc_difference": agree[a]["auc"] - agree[b]["auc"]}
+
     best_peer = max((n for n in scorers if n.startswith("llama_cpp")), key=lambda n: speed[n]["rows_per_s"])
     result = {
         "dataset": cfg.dataset.name, "model": spec["model_version"], "variant": scfg.variant,
@@ -231,12 +239,8 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
         "llama_cpp_python": _version("llama_cpp_python"),
         "scorers": {n: {**speed[n], **agree[n]} for n in scorers},
         "best_peer": best_peer,
-        "ours_best_vs_best_peer": {
-            "speed_ratio": speed["ours_best"]["rows_per_s"] / speed[best_peer]["rows_per_s"],
-            "auc_difference": agree["ours_best"]["auc"] - agree[best_peer]["auc"]},
-        "ours_best_vs_full_depth": {   # what the exits buy on this CPU
-            "speed_ratio": speed["ours_best"]["rows_per_s"] / speed["ours_full_depth"]["rows_per_s"],
-            "auc_difference": agree["ours_best"]["auc"] - agree["ours_full_depth"]["auc"]},
+        "ours_best_vs_best_peer": versus("ours_best", best_peer),
+        "ours_best_vs_full_depth": versus("ours_best", "ours_full_depth"),   # what the exits buy here
     }
     return _write(result, Path(args.out), peers.plot)
 
