@@ -18,8 +18,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
     add_row_args(parser)
-    parser.add_argument("--eval-rows", type=int, default=300, help="labelled eval candidates (AUC, agreement)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--eval-rows", type=int, default=1000,
+                        help="labelled eval candidates (AUC, agreement, paired AUC differences)")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="threads of every scorer")
     parser.add_argument("--llama-cpp-src", required=True, help="llama.cpp source tree (convert_hf_to_gguf.py)")
     parser.add_argument("--gguf-type", default="q8_0", choices=["f32", "f16", "bf16", "q8_0"])

@@ -115,3 +115,22 @@ def test_retriever_due_on_age_and_data_version(cfg):
     replace_rows([{**manifest[0], "data_version": "dv2"}], MANIFEST, cfg.dataset_lake(), "role = 'ratings'")
     due, why = retriever_due(cfg, "2026-11-20")
     assert due and why == "data_version changed: dv1 -> dv2"
+
+
+def test_a_process_that_read_the_lake_exits_cleanly(cfg):
+    """The DAGs' external-python checks (retriever_due, new_scorer_version) read the lake and
+    then exit the normal way. With deltalake's to_pyarrow_table such a process aborted at exit
+    in about 6 runs of 10 (SIGABRT, "terminate called without an active exception"), which
+    failed retriever_due in CI on 12-04. Ten clean exits in a row: ~2e-4 with the old read."""
+    import subprocess
+    import sys
+
+    replace_rows([{"source_file": "BX_Book_Ratings.csv", "role": "ratings", "raw_records": 1, "accepted": 1,
+                   "quarantined": 0, "sha256": "x", "data_version": "dv1",
+                   "ingested_at": dt.datetime.now(dt.timezone.utc)}], MANIFEST, cfg.dataset_lake(), "true")
+    script = ("import sys; from optirag.orchestration.lake import read; from optirag.tables import MANIFEST; "
+              "t = read(MANIFEST, sys.argv[1], filters=[('role', '=', 'ratings')], columns=['data_version']); "
+              "assert t.column('data_version').to_pylist() == ['dv1']")
+    codes = [subprocess.run([sys.executable, "-c", script, cfg.dataset_lake()], capture_output=True, text=True)
+             for _ in range(10)]
+    assert [c.returncode for c in codes] == [0] * 10, [c.stderr[-500:] for c in codes if c.returncode]

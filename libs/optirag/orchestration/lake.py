@@ -7,6 +7,7 @@ optirag.tables, so Spark reads what these write.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 
 from optirag.tables import Table, arrow_schema
@@ -22,7 +23,13 @@ def read(table: Table, dataset_lake: str, filters=None, columns: list[str] | Non
     path = uri(table.path(dataset_lake))
     if not DeltaTable.is_deltatable(path):
         return None
-    return DeltaTable(path).to_pyarrow_table(filters=filters, columns=columns)
+    # Not to_pyarrow_table: its threaded scan leaves Arrow threads that abort the interpreter's
+    # exit about half the time ("terminate called without an active exception", SIGABRT;
+    # deltalake 1.6.6, pyarrow 26). Jobs end with os._exit (optirag.cli), but the DAGs'
+    # external-python checks exit normally, and the abort failed retriever_due in CI.
+    expression = pq.filters_to_expression(filters) if filters else None
+    return DeltaTable(path).to_pyarrow_dataset().to_table(columns=columns, filter=expression,
+                                                           use_threads=False)
 
 
 def replace_rows(rows: list[dict], table: Table, dataset_lake: str, predicate: str) -> None:

@@ -187,6 +187,7 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
     """jobs.bench_peers: the four scorers of optirag.scoring.peers on the same rows."""
     from optirag.early_exit.heads import ExitHeads
     from optirag.early_exit.rules import never_exit
+    from optirag.evaluation.metrics import paired_auc_difference
     from optirag.scoring import peers
     from optirag.scoring.pipeline import scoring_config
     from optirag.spark import get_spark
@@ -194,7 +195,6 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
     spark = get_spark(cfg)
     scfg = scoring_config(cfg)
     _ensure_candidates(spark, cfg, args.date)
-    torch.set_num_threads(args.threads)
     spec, model, tokenizer, heads, rule, *speed_rows, users = _bench_inputs(spark, cfg, args, scfg)
     chosen, labels = _eval_rows(spark, cfg, args.date, args.eval_rows)
     *eval_rows, eval_users = _encode_rows(spark, cfg, scfg, spec, tokenizer, chosen)
@@ -209,11 +209,12 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
 
     def full_depth(m, shared_prefix: bool):
         return peers.ours(m, ExitHeads.final_only(m, heads.answer), never_exit, scfg.batch_size, pad,
-                          shared_prefix=shared_prefix)
+                          shared_prefix=shared_prefix, threads=args.threads)
 
     scorers = {
         "ours_fp32_independent": full_depth(fp32, False),
-        "ours_best": peers.ours(model, heads, rule, scfg.batch_size, pad, shared_prefix=scfg.shared_prefix),
+        "ours_best": peers.ours(model, heads, rule, scfg.batch_size, pad, shared_prefix=scfg.shared_prefix,
+                                threads=args.threads),
         "ours_full_depth": full_depth(model, scfg.shared_prefix),
         "llama_cpp_independent": llama.independent,
         "llama_cpp_prefix": llama.shared_prefix,
@@ -221,12 +222,13 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
     print(f"timing {len(scorers)} scorers x {args.repeats} on {len(speed_rows[2])} rows "
           f"({len(users)} users x {args.candidates_per_user}), then scoring {len(y)} eval rows", flush=True)
     speed = peers.time_scorers(scorers, tuple(speed_rows), args.repeats)
-    agree = peers.agreement({name: score(*eval_rows) for name, score in scorers.items()}, y,
-                            "ours_fp32_independent")
+    eval_scores = {name: score(*eval_rows) for name, score in scorers.items()}
+    agree = peers.agreement(eval_scores, y, "ours_fp32_independent")
 
-    def versus(a: str, b: str) -> dict[str, float]:
+    def versus(a: str, b: str) -> dict[str, Any]:
+        paired = paired_auc_difference(y, eval_scores[a], eval_scores[b])
         return {"speed_ratio": speed[a]["rows_per_s"] / speed[b]["rows_per_s"],
-                "auc_difference": agree[a]["auc"] - agree[b]["auc"]}
+                "auc_difference": paired["diff"], "auc_difference_ci95": paired["ci95"]}
 
     best_peer = max((n for n in scorers if n.startswith("llama_cpp")), key=lambda n: speed[n]["rows_per_s"])
     result = {
@@ -240,6 +242,7 @@ def run_peers(cfg: Config, args) -> dict[str, Any]:
         "scorers": {n: {**speed[n], **agree[n]} for n in scorers},
         "best_peer": best_peer,
         "ours_best_vs_best_peer": versus("ours_best", best_peer),
+        "ours_full_depth_vs_best_peer": versus("ours_full_depth", best_peer),
         "ours_best_vs_full_depth": versus("ours_best", "ours_full_depth"),   # what the exits buy here
     }
     return _write(result, Path(args.out), peers.plot)

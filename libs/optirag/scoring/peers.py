@@ -17,6 +17,9 @@
                                         only each candidate's suffix decoded after it
     per scorer  rows/s on the speed rows (median of interleaved repeats), max |dp| and
                 Spearman against ours_fp32_independent on the eval rows, AUC [95% CI] there
+    verdicts    ours_best and ours_full_depth against the faster llama.cpp path: the speed
+                ratio and the AUC difference with its paired 95% bootstrap interval
+    threads     every scorer runs on --threads (ours sets torch's count at each call)
 
 llama-cpp-python is a bench-only install (built from its PyPI sdist, whose vendored
 llama.cpp also carries the converter); nothing else in the platform imports it.
@@ -97,18 +100,30 @@ class LlamaCppScorer:
         return out
 
 
-def ours(model, heads, rule, batch_size: int, pad_id: int, shared_prefix: bool) -> Callable[..., np.ndarray]:
+def ours(model, heads, rule, batch_size: int, pad_id: int, shared_prefix: bool,
+         threads: int) -> Callable[..., np.ndarray]:
+    """Our scorer on `threads` torch threads, set at every call: loading a scorer sets the
+    nightly actor's count (scoring.torch_threads, 1), and until 12-04 that silently timed
+    ours on 1 thread against llama.cpp on 2."""
+    import torch
+
     from optirag.scoring.prefix import score_independent, score_shared_prefix
 
     fn = score_shared_prefix if shared_prefix else score_independent
 
     def score(prefix_ids, suffix_ids, group) -> np.ndarray:
+        torch.set_num_threads(threads)
         return fn(model, heads, rule, prefix_ids, suffix_ids, group, batch_size, pad_id).p_yes.float().numpy()
     return score
 
 
 def time_scorers(scorers: dict[str, Callable[..., np.ndarray]], rows: Rows, repeats: int) -> dict[str, dict]:
-    """Median seconds per scorer on the same rows, interleaved (machine noise hits all alike)."""
+    """Median seconds per scorer on the same rows, interleaved (machine noise hits all alike),
+    after one untimed pass each: oneDNN builds its bf16 kernels per new shape on first use,
+    which a nightly run pays once over ~10^5 rows but 200 bench rows would pay every time
+    (the first of three repeats ran up to 1.35x slower, 12-04)."""
+    for score in scorers.values():
+        score(*rows)
     times: dict[str, list[float]] = {name: [] for name in scorers}
     for _ in range(repeats):
         for name, score in scorers.items():
@@ -141,7 +156,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     names = list(result["scorers"])
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     a.barh(names, [result["scorers"][n]["rows_per_s"] for n in names], color="tab:blue")
-    a.set_xlabel("rows/s (same rows, 2 threads)")
+    a.set_xlabel(f"rows/s (same rows, {result['threads']} threads)")
     b.barh(names, [result["scorers"][n]["auc"] for n in names], color="tab:green")
     b.set_xlim(min(result["scorers"][n]["auc"] for n in names) - 0.05, None)
     b.set_xlabel(f"AUC on {result['eval_rows']} eval rows")
