@@ -73,6 +73,18 @@ def job_conf(lake: Path, tmp_path: Path, *overrides: str, **settings) -> dict:
                           f"baselines.reports_dir={reports}", *overrides]}
 
 
+def hand_made_manifest(dataset_lake: str, data_version: str = "dv1") -> dict:
+    """One ingest manifest row (the ratings file) with `data_version`, replacing the last one."""
+    from optirag.orchestration.lake import replace_rows
+    from optirag.tables import MANIFEST
+
+    row = {"source_file": "BX_Book_Ratings.csv", "role": "ratings", "raw_records": 1, "accepted": 1,
+           "quarantined": 0, "sha256": "x", "data_version": data_version,
+           "ingested_at": dt.datetime.now(dt.timezone.utc)}
+    replace_rows([row], MANIFEST, dataset_lake, "role = 'ratings'")
+    return row
+
+
 def hand_made_scores(dataset_lake: str, score_date: str, broken: bool = False, version: str = "m1") -> int:
     """Candidates, rejects and scores of one date, written the way the jobs write them.
 

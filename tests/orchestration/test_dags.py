@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXIT_LAYERS, REPO, hand_made_scores, job_conf, tiny_bookcrossing
+from conftest import EXIT_LAYERS, REPO, hand_made_manifest, hand_made_scores, job_conf, tiny_bookcrossing
 
 from optirag.orchestration.lake import read
 from optirag.tables import PUBLISHED, SCORES
@@ -174,15 +174,8 @@ def test_retrain_promotes_then_nightly_publishes_then_backfill_adds_only_the_new
 def test_nightly_refreshes_the_retriever_only_when_due(run_airflow, tmp_path):
     """The retriever_due branch for real (in the job venv, on a hand-made manifest and
     registry); the jobs around it are marked successful by dag.test, not run."""
-    import datetime as dt
-
-    from optirag.orchestration.lake import replace_rows
-    from optirag.tables import MANIFEST
-
     lake = tmp_path / "lake"
-    replace_rows([{"source_file": "BX_Book_Ratings.csv", "role": "ratings", "raw_records": 1, "accepted": 1,
-                   "quarantined": 0, "sha256": "x", "data_version": "dv1",
-                   "ingested_at": dt.datetime.now(dt.timezone.utc)}], MANIFEST, f"{lake}/bookcrossing", "true")
+    hand_made_manifest(f"{lake}/bookcrossing")
     others = r"^(ingest|check_ingest|train_retriever|build_candidates|score|check_scores|publish)$"
     due = run_airflow("test", "optirag_nightly", "2026-11-20", conf=job_conf(lake, tmp_path), mark_success=others)
     # on failure, show the task log (12-04: retriever_due aborted at exit; see test_gate_jobs)

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import hand_made_scores
+from conftest import hand_made_manifest, hand_made_scores
 from deltalake import DeltaTable
 
 from optirag import registry
@@ -15,7 +15,7 @@ from optirag.orchestration.freshness import retriever_due
 from optirag.orchestration.lake import read, replace_rows
 from optirag.orchestration.promote import NotEvaluatedError, promote_if_better
 from optirag.orchestration.publish import NothingToPublishError, publish
-from optirag.tables import EVAL_SCORES, MANIFEST, PUBLISHED
+from optirag.tables import EVAL_SCORES, PUBLISHED
 
 
 @pytest.fixture
@@ -102,17 +102,14 @@ def test_promote_refuses_an_unevaluated_version(cfg):
 
 
 def test_retriever_due_on_age_and_data_version(cfg):
-    now = dt.datetime.now(dt.timezone.utc)
-    manifest = [{"source_file": "r.csv", "role": "ratings", "raw_records": 3, "accepted": 3, "quarantined": 0,
-                 "sha256": "x", "data_version": "dv1", "ingested_at": now}]
-    replace_rows(manifest, MANIFEST, cfg.dataset_lake(), "role = 'ratings'")
+    hand_made_manifest(cfg.dataset_lake(), "dv1")
     assert retriever_due(cfg, "2026-11-20") == (True, "no retriever/gcn version yet")
     _version(cfg, "retriever/gcn", "g1", data_version="dv1", created_at="2026-11-18T03:00:00+00:00")
     due, why = retriever_due(cfg, "2026-11-20")
     assert not due and "fresh (2 days old" in why
     due, why = retriever_due(cfg, "2026-11-25")   # refresh every 7 days (conf/base.yaml)
     assert due and "7 days old" in why
-    replace_rows([{**manifest[0], "data_version": "dv2"}], MANIFEST, cfg.dataset_lake(), "role = 'ratings'")
+    hand_made_manifest(cfg.dataset_lake(), "dv2")
     due, why = retriever_due(cfg, "2026-11-20")
     assert due and why == "data_version changed: dv1 -> dv2"
 
@@ -125,9 +122,7 @@ def test_a_process_that_read_the_lake_exits_cleanly(cfg):
     import subprocess
     import sys
 
-    replace_rows([{"source_file": "BX_Book_Ratings.csv", "role": "ratings", "raw_records": 1, "accepted": 1,
-                   "quarantined": 0, "sha256": "x", "data_version": "dv1",
-                   "ingested_at": dt.datetime.now(dt.timezone.utc)}], MANIFEST, cfg.dataset_lake(), "true")
+    hand_made_manifest(cfg.dataset_lake(), "dv1")
     script = ("import sys; from optirag.orchestration.lake import read; from optirag.tables import MANIFEST; "
               "t = read(MANIFEST, sys.argv[1], filters=[('role', '=', 'ratings')], columns=['data_version']); "
               "assert t.column('data_version').to_pylist() == ['dv1']")
