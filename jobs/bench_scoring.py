@@ -25,7 +25,7 @@ def main() -> int:
     add_common_args(parser)
     add_row_args(parser)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--job-rows", type=int, default=400, help="rows per Ray-job actor run")
+    parser.add_argument("--job-rows", type=int, default=400, help="rows per Ray-job actor run (0: no Ray-job runs)")
     parser.add_argument("--memory-rows", default="10000,100000")
     parser.add_argument("--memory-model", default="tiny", help="model recipe for the memory runs")
     parser.add_argument("--out", default="reports/bench/scoring.json")

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from optirag.llm.config import AnswerConfig
@@ -8,6 +9,7 @@ from optirag.prompts.text import (
     context_item_text, count_tokens, item_text, raters_line, render_prefix, target_item_text,
     trim_steps,
 )
+from optirag.scoring.prefix import encode_pairs, fold_shared_lead
 
 CFG = PromptsConfig(style="paper",
                     instruction="Predict whether the user will like the target item. Ratings are "
@@ -163,6 +165,26 @@ def test_a_short_target_keeps_the_whole_title_and_a_compact_suffix_ends_at_the_c
     assert count_tokens(tokenizer, compact) < count_tokens(tokenizer, full) - 10
     check_answer_boundary(tokenizer, build_prefix(HISTORY, [], short, tokenizer, TEN).text + compact,
                           AnswerConfig())
+
+
+def test_an_author_target_after_the_raters_leaves_a_suffix_of_a_few_tokens(tokenizer):
+    row = {"title": "Angels &amp; Demons: A Very Long Novel Title", "author": "Dan BROWN", "year": 2000}
+    lead = "Similar users' rating of the target:"
+    cfg = EVIDENCE.model_copy(update={"target_item": "author", "raters_first": True,
+                                      "raters_line": lead + " {average:.1f}", "no_raters": lead + " none"})
+    assert target_item_text(row, cfg) == "Brown"
+    assert target_item_text({"title": "Toy Story", "author": None}, cfg) == "Toy Story"
+    rated = build_suffix(target_item_text(row, cfg), cfg, [9.0, 7.0])
+    assert rated == lead + " 8.0\nTarget: Brown\nAnswer:\n"
+    assert build_suffix("Brown", cfg, []) == lead + " none\nTarget: Brown\nAnswer:\n"
+    assert build_suffix("Brown", cfg) == "Target: Brown\nAnswer:\n"      # no retrieval: no raters line
+    prefix = build_prefix(HISTORY, [], cfg, tokenizer, TEN).text
+    check_answer_boundary(tokenizer, prefix + rated, AnswerConfig())
+    # the words every candidate's suffix starts with move into the user's prefix
+    p_ids, s_ids = encode_pairs(tokenizer, [prefix], [rated, build_suffix("Grisham", cfg, [])])
+    folded_p, folded_s = fold_shared_lead(p_ids, s_ids, np.zeros(2, dtype=int))
+    assert tokenizer.decode(folded_p[0]).endswith(lead)
+    assert max(len(s) for s in folded_s) <= 13
 
 
 def test_evidence_prefix_summarises_and_groups_the_history(tokenizer):

@@ -83,6 +83,14 @@ def test_shared_prefix_with_early_exit_gives_the_same_exit_layers(tiny_model, to
     assert not torch.allclose(shared.p_yes, full.p_yes)  # early answers are the heads' own
 
 
+def test_the_ideal_prefix_speedup_counts_the_tokens_each_path_runs():
+    from optirag.scoring.bench import ideal_speedup_prefix
+
+    prefixes, suffixes = [[1, 2], [3]], [[7, 8, 9], [7, 8, 5, 6], [7, 4], [7, 8]]
+    # independent: 5 + 6 + 3 + 3 tokens; shared: prefixes [1, 2, 7, 8] and [3, 7] once, then 1 + 2 + 1 + 1
+    assert ideal_speedup_prefix(prefixes, suffixes, [0, 0, 1, 1]) == pytest.approx(17 / 11)
+
+
 def test_tokens_of_prefix_plus_suffix_equal_the_joint_prompt(tokenizer):
     """The nightly path scores prefix_ids + suffix_ids; evaluation tokenizes the joint text.
     With prefixes ending in a newline they are the same sequence."""

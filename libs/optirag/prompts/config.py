@@ -25,11 +25,17 @@ class PromptsConfig(BaseModel):
     # How history/neighbour items are shown: full (title, author, year), short (title +
     # author surname) or author (surname only; the title where there is no author).
     context_item: Literal["full", "short", "author"] = "short"
-    # The target's text in the suffix: full (item_text) or short (title + author surname;
-    # the title is never cut). Every suffix token is paid once per candidate.
-    target_item: Literal["full", "short"] = "full"
+    # The target's text in the suffix: full (item_text), short (title + author surname; the
+    # title is never cut) or author (the surname alone, as context_item author shows the
+    # history; the title where there is no author). Every suffix token is paid once per
+    # candidate.
+    target_item: Literal["full", "short", "author"] = "full"
     raters_line: str = "Similar users rated it: {ratings} (average {average:.1f})"
     no_raters: str = "No similar user rated it."
+    # The raters line before the target line: with a raters_line / no_raters that start alike
+    # ("Similar users' rating of the target: ..."), those words are the same for every
+    # candidate and the scorer runs them once per user (optirag.scoring.prefix.fold_shared_lead).
+    raters_first: bool = False
     neighbours_header: str = "Similar users' ratings:"
     history_header: str = "This user's ratings, oldest first:"
     no_history: str = "This user has no ratings yet."

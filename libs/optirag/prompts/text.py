@@ -144,9 +144,11 @@ def context_item_text(row: Mapping[str, Any], cfg: PromptsConfig) -> str:
 
 
 def target_item_text(row: Mapping[str, Any], cfg: PromptsConfig) -> str:
-    """How the target is shown (`prompts.target_item`): item_text, or the uncut title + the
-    author's surname (`short`)."""
-    return item_text(row) if cfg.target_item == "full" else _short_text(row, None)
+    """How the target is shown (`prompts.target_item`): item_text, the uncut title + the
+    author's surname (`short`) or the surname alone (`author`; the title without an author)."""
+    if cfg.target_item == "full":
+        return item_text(row)
+    return _short_text(row, None, surname_only=cfg.target_item == "author")
 
 
 def interaction_line(it: Interaction, cfg: PromptsConfig, rating_max: float) -> str:
@@ -223,11 +225,12 @@ def raters_line(ratings: Sequence[float], cfg: PromptsConfig) -> str:
 def build_suffix(target_text: str, cfg: PromptsConfig, raters: Sequence[float] | None = None) -> str:
     """The candidate-dependent end of the prompt: the target line, (evidence style) the
     similar users' ratings of it when `raters` is given (None: a variant without
-    retrieval), (paper style) the question, then the answer cue."""
+    retrieval; before the target line with `raters_first`), (paper style) the question,
+    then the answer cue."""
     lines = [cfg.target_line.format(item=target_text)]
     if cfg.style == "evidence":
         if raters is not None:
-            lines.append(raters_line(raters, cfg))
+            lines.insert(0 if cfg.raters_first else 1, raters_line(raters, cfg))
     else:
         lines.append(cfg.question)
     return "\n".join(lines) + "\n" + cfg.answer_cue

@@ -128,13 +128,14 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
     spec, model, tokenizer, heads, rule, prefix_ids, suffix_ids, group, users = _bench_inputs(spark, cfg, args, scfg)
     dtype = next(model.parameters()).dtype
     fp32_model = None if dtype == torch.float32 else copy.deepcopy(model).float()
-    print(f"timing {4 if fp32_model is None else 6} variants x {args.repeats} on {len(group)} rows "
+    print(f"timing the variants x {args.repeats} on {len(group)} rows "
           f"({len(users)} users x {args.candidates_per_user}, {dtype})", flush=True)
     variants = bench.time_variants(model, heads, rule, prefix_ids, suffix_ids, group,
                                    scfg.batch_size, tokenizer.pad_token_id, args.repeats, fp32_model)
     speedups = bench.summarize(variants)
 
     flops, prefix_len, suffix_len = bench.rows_flops(model, prefix_ids, suffix_ids, group)
+    ideal = bench.ideal_speedup_prefix(prefix_ids, suffix_ids, group)
     achieved = flops / variants["full_independent"]["seconds_median"]
     peak = bench.matmul_peak_flops(scfg.torch_threads, dtype=dtype)
     dtype_name = str(dtype).removeprefix("torch.")
@@ -143,9 +144,9 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
         peaks["float32"] = bench.matmul_peak_flops(scfg.torch_threads)
     del model, fp32_model
 
-    # --- the Ray job: 1 and 2 scorer actors on the same rows ------------------------------
+    # --- the Ray job: 1 and 2 scorer actors on the same rows (--job-rows 0: skipped) -------
     actors = {}
-    for n in (1, 2):
+    for n in (1, 2) if args.job_rows else ():
         print(f"Ray job, {n} actor(s), {args.job_rows} rows", flush=True)
         summary = bench.run_job_measured(_job_args(
             cfg, args, f"scoring.max_rows={args.job_rows}", f"scoring.actors={n}",
@@ -170,6 +171,8 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
         "rows": len(group), "users": len(users), "candidates_per_user": args.candidates_per_user,
         "batch_size": scfg.batch_size, "torch_threads": scfg.torch_threads, "repeats": args.repeats,
         "mean_prefix_tokens": prefix_len, "mean_suffix_tokens": suffix_len,
+        "ideal_speedup_prefix": ideal,
+        "prefix_share_of_ideal": speedups["speedup_prefix"] / ideal,
         "throughput": {k: v["rows_per_s"] for k, v in variants.items() if isinstance(v, dict) and "rows_per_s" in v},
         **speedups,
         "variants": variants,
