@@ -74,6 +74,7 @@ def time_variants(model, heads, rule, prefix_ids, suffix_ids, group, batch_size,
     fp32) also (a) and (c) in fp32, interleaved with the others: the dtype's speedup."""
     from optirag.early_exit.heads import ExitHeads
     from optirag.early_exit.rules import never_exit
+    from optirag.scoring.peers import time_scorers
     from optirag.scoring.prefix import score_independent, score_shared_prefix
 
     full_heads = ExitHeads.final_only(model, heads.answer)
@@ -87,21 +88,20 @@ def time_variants(model, heads, rule, prefix_ids, suffix_ids, group, batch_size,
         fp32_heads = ExitHeads.final_only(fp32_model, heads.answer)
         variants["full_independent_fp32"] = (fp32_model, score_independent, fp32_heads, never_exit)
         variants["full_prefix_fp32"] = (fp32_model, score_shared_prefix, fp32_heads, never_exit)
-    times: dict[str, list[float]] = {k: [] for k in variants}
     outputs = {}
-    for m, fn, h, r in variants.values():   # untimed: oneDNN builds its kernels per new shape
-        fn(m, h, r, prefix_ids, suffix_ids, group, batch_size, pad_id)
-    for _ in range(repeats):  # interleaved: machine noise hits every variant alike
-        for name, (m, fn, h, r) in variants.items():
-            t = time.perf_counter()
-            outputs[name] = fn(m, h, r, prefix_ids, suffix_ids, group, batch_size, pad_id)
-            times[name].append(time.perf_counter() - t)
-    rows = len(group)
-    result = {name: {"seconds_median": statistics.median(ts), "seconds": ts,
-                     "rows_per_s": rows / statistics.median(ts),
+
+    def keeping_output(name, m, fn, h, r):
+        def score(*rows):
+            outputs[name] = fn(m, h, r, *rows, batch_size, pad_id)
+        return score
+
+    # the peer bench's timing: one untimed pass each, then interleaved repeats
+    times = time_scorers({name: keeping_output(name, *v) for name, v in variants.items()},
+                         (prefix_ids, suffix_ids, group), repeats)
+    result = {name: {"seconds_median": statistics.median(t["seconds"]), **t,
                      "mean_exit_layer": float(outputs[name].exit_layer.float().mean()),
                      "layer_flops_ratio": outputs[name].layer_flops_ratio}
-              for name, ts in times.items()}
+              for name, t in times.items()}
     full = outputs["full_independent"].p_yes
     result["parity_max_abs_diff"] = {
         "full_prefix_vs_full_independent": float((outputs["full_prefix"].p_yes - full).abs().max()),
