@@ -3,7 +3,8 @@
 A run's config is built by deep-merging YAML layers, later layers winning:
 
     conf/base.yaml  <  conf/datasets/<dataset>.yaml  <  conf/env/<env>.yaml (``a+b``: a, then b)
-                    <  conf/models/<model>.yaml  <  command-line ``--set a.b=c`` overrides
+                    <  conf/models/<model>.yaml (its ``per_dataset.<dataset>`` block last)
+                    <  command-line ``--set a.b=c`` overrides
 
 and validated into :class:`Config` (pydantic, unknown keys rejected, so a typo in a
 YAML key or an override fails loudly instead of being ignored). YAML is read with
@@ -235,6 +236,18 @@ def available(kind: str, conf_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
+def recipe_layer(recipe: dict[str, Any], name: str, dataset: str, conf_dir: Path) -> dict[str, Any]:
+    """A model recipe with its ``per_dataset.<dataset>`` block merged over it: a recipe is
+    tuned per dataset where one setting does not fit all (the recipe file says why), and the
+    dataset's YAML cannot do it, being an earlier layer."""
+    recipe = dict(recipe)
+    per_dataset = recipe.pop("per_dataset", None) or {}
+    unknown = sorted(set(per_dataset) - set(available("datasets", conf_dir)))
+    if unknown:
+        raise ConfigError(f"conf/models/{name}.yaml: per_dataset names unknown dataset(s) {unknown}")
+    return deep_merge(recipe, per_dataset.get(dataset) or {})
+
+
 def load_config(
     dataset: str,
     env: str = "local",
@@ -264,7 +277,8 @@ def load_config(
             raise ConfigError(
                 f"unknown model recipe {layer!r}; known: {', '.join(available('models', conf_dir))}"
             )
-        data = deep_merge(data, read_yaml(conf_dir / "models" / f"{layer}.yaml"))
+        data = deep_merge(data, recipe_layer(read_yaml(conf_dir / "models" / f"{layer}.yaml"),
+                                             layer, dataset, conf_dir))
     for item in overrides or []:
         data = deep_merge(data, parse_override(item))
     if lake:

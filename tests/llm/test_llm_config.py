@@ -55,3 +55,30 @@ def test_full_recipe_has_exit_heads_inside_its_tuned_block_on_one_scale_and_the_
     assert full.calibration.platt and sum(layer >= tuned_from for layer in full.exit_layers) >= 3
     demo = EarlyExitConfig.model_validate(load_config("bookcrossing", model="cpu-small+demo").early_exit)
     assert not demo.calibration.platt and demo.exit_layers == [5, 10, 15, 20, 25]
+
+
+def test_a_recipe_adjusts_itself_per_dataset_and_names_only_known_datasets(tmp_path):
+    """per_dataset.<dataset> of a recipe merges over it for that dataset only, before a later
+    recipe layer and the command line; a dataset name the conf does not know is an error."""
+    import shutil
+
+    from optirag.config import CONF_DIR, ConfigError
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "models" / "adjusted.yaml").write_text(
+        "model: {tuning: {rank: 8}}\n"
+        "per_dataset:\n  movielens100k: {model: {tuning: {rank: 4, epochs: 3}}}\n")
+    (conf / "models" / "later.yaml").write_text("model: {tuning: {epochs: 5}}\n")
+
+    def tuning(dataset, model, overrides=()):
+        cfg = load_config(dataset, model=model, overrides=list(overrides), conf_dir=conf)
+        return ModelConfig.model_validate(cfg.model).tuning
+
+    assert tuning("bookcrossing", "cpu-small+adjusted").rank == 8
+    assert (tuning("movielens100k", "cpu-small+adjusted").rank, tuning("movielens100k", "cpu-small+adjusted").epochs) == (4, 3)
+    assert tuning("movielens100k", "cpu-small+adjusted+later").epochs == 5
+    assert tuning("movielens100k", "cpu-small+adjusted", ["model.tuning.rank=2"]).rank == 2
+    (conf / "models" / "typo.yaml").write_text("per_dataset:\n  moivelens: {model: {tuning: {rank: 4}}}\n")
+    with pytest.raises(ConfigError, match="unknown dataset.*moivelens"):
+        load_config("bookcrossing", model="typo", conf_dir=conf)
