@@ -3,8 +3,9 @@
 python -m jobs.bench_tuning --dataset bookcrossing --lake /tmp/lake --variant gcn --sizes 256,1000,4000,all
 Tunes the variant's scorer with the recipe's settings on the first n of its seeded training
 prompts for each n (nothing is saved), scores the whole test split, and merges the points
-into reports/bench/tuning.json. `all` reuses the production scorer's run (jobs.evaluate)
-when it was tuned on every training prompt of this data.
+into reports/bench/tuning.json. `all` is the production scorer's training set (every prompt,
+or the recipe's evaluation.train_examples); a size the eval file's production run (jobs.evaluate)
+was tuned on is read from there instead of tuned again.
 """
 import argparse
 import json

@@ -221,10 +221,13 @@ def test_learning_curve_tunes_nested_sizes_and_writes_rates(spark, trained, tmp_
     cfg, _ = trained
     before = sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir())
     out = tmp_path / "tuning.json"
-    learning_curve(spark, cfg, "none", ["4", "8"], out, tmp_path / "scores")
+    # `all` is the production training set: the first evaluation.train_examples (8 of 9)
+    capped = cfg.model_copy(update={"evaluation": {**cfg.evaluation, "train_examples": 8}})
+    learning_curve(spark, capped, "none", ["4", "all"], out, tmp_path / "scores")
     record = json.loads(out.read_text())["datasets"][cfg.dataset.name]["variants"]["none"]
     curve = record["curve"]
-    assert [p["n"] for p in curve] == [4, 8]
+    assert [p["n"] for p in curve] == [4, 8] and [p["source"] for p in curve] == ["bench", "bench"]
+    assert record["train_prompts"] == 8 and record["train_prompts_built"] == 9
     assert set(record["training_examples_per_s"]) == {"4", "8"}
     assert all(r > 0 for r in record["training_examples_per_s"].values())
     for p in curve:
@@ -237,18 +240,21 @@ def test_learning_curve_tunes_nested_sizes_and_writes_rates(spark, trained, tmp_
     assert sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir()) == before
 
 
-def test_learning_curve_takes_the_all_point_from_the_eval_file_even_without_the_model(tmp_path):
-    """`all` is the production run of the eval file (same data version, every training
-    prompt); a lake rebuilt without that scorer still gets its AUC and train time."""
+def test_learning_curve_takes_the_production_point_from_the_eval_file_even_without_the_model(tmp_path):
+    """The size the production run was tuned on (all, or evaluation.train_examples) is that
+    run of the eval file (same data and retriever version); a lake rebuilt without that
+    scorer still gets its AUC and train time, its recipe marked unchecked."""
     from optirag.evaluation.learning_curve import _from_eval
 
     test = {"n": 969, "auc": 0.68, "auc_ci95": [0.65, 0.72]}
     run = {"model_version": "m-gone", "train_examples": 7747, "data_version": "dv1",
+           "retriever_version": "r1",
            "train_seconds": 5928.6, "scoring_seconds": 260.8, "metrics": {"test": test}}
     (tmp_path / "bookcrossing.json").write_text(json.dumps({"runs": {"gcn": run}}))
     cfg = load_config("bookcrossing", model="tiny", lake=str(tmp_path / "lake"),
                       overrides=[f"evaluation.reports_dir={tmp_path}"])
-    point = _from_eval(cfg, "gcn", 7747, "dv1")
+    point = _from_eval(cfg, "gcn", 7747, "dv1", "r1", {"epochs": 1})
     assert point["source"] == "eval" and point["test_auc"] == 0.68 and point["train_seconds"] == 5928.6
-    assert point["epochs"] is None
-    assert _from_eval(cfg, "gcn", 7747, "dv2") is None and _from_eval(cfg, "gcn", 4000, "dv1") is None
+    assert point["epochs"] is None and point["recipe_checked"] is False
+    assert _from_eval(cfg, "gcn", 7747, "dv2", "r1") is None and _from_eval(cfg, "gcn", 4000, "dv1", "r1") is None
+    assert _from_eval(cfg, "gcn", 7747, "dv1", "r2") is None   # other neighbours, other prompts

@@ -2,7 +2,8 @@
 against the number of training examples, under the recipe's own tuning settings.
 
     for n in sizes:  the first n of the variant's seeded training prompts (the same
-                     samples for every n: each set contains the smaller ones)
+                     samples for every n: each set contains the smaller ones; `all`: the
+                     production scorer's set)
         tune_lora    the recipe as configured (layers, epochs, early stopping on valid)
         score        the whole test split, with the adapters in place -> AUC [95% CI]
     -> reports/bench/tuning.json: datasets.<d>.variants.<v>.curve, training rates
@@ -13,10 +14,12 @@ all the tunings and the test scoring, so each train/valid/test row runs them onc
 whole curve (a point's `cache_seconds` is what it added to the cache).
 
 Nothing is saved to the model store: the curve measures the recipe, the production scorer
-is ``jobs.train_scorer``'s. The size ``all`` is the production run itself when the eval
-file holds one made with every training prompt of this data version (its numbers are
-taken from there, marked ``source: eval``; the epochs from the model's meta when this
-lake's store still has it), so the bench does not tune it twice.
+is ``jobs.train_scorer``'s. The size ``all`` is the production training set (the first
+``evaluation.train_examples`` of the seeded prompts, or every one: MovieLens' recipe tunes
+on 12,000 of 76,718). A size the eval file's production run was tuned on (same data and
+retriever version) is that run (its numbers taken from there, marked ``source: eval``; the
+epochs from the model's meta when this lake's store still has it), so the bench does not
+tune it twice.
 """
 from __future__ import annotations
 
@@ -48,26 +51,46 @@ from optirag.llm.tuning import frozen_batches, top_probabilities, tune_lora
 log = logging.getLogger(__name__)
 
 
-def _from_eval(cfg: Config, variant: str, n_train: int, version: str) -> dict | None:
-    """The production run's point, if it used every training prompt of this data."""
+def _from_eval(cfg: Config, variant: str, n_train: int, version: str,
+               retriever_version: str | None = None, tuning: dict | None = None) -> dict | None:
+    """The production run's point, if it was tuned on these same `n_train` prompts: the
+    first n of the seeded order (jobs.train_scorer's `evaluation.train_examples`, or all),
+    the same data and retriever version and, where its meta is in this lake's store, the
+    same tuning settings (`recipe_checked` says whether they could be compared)."""
     ecfg = evaluation_config(cfg)
     path = report_path(cfg, ecfg)
     run = (json.loads(path.read_text()) if path.is_file() else {}).get("runs", {}).get(variant)
     if not run or run.get("train_examples") != n_train or run.get("data_version") != version:
         return None
+    if retriever_version is not None and run.get("retriever_version") != retriever_version:
+        log.info("learning curve: the eval file's %s run read retriever %s, these prompts %s: "
+                 "tuning n=%d here", variant, run.get("retriever_version"), retriever_version, n_train)
+        return None
     try:  # the tuning details (epochs, rates) are in the model's meta, when the store has it
         meta = registry.read_meta(registry.resolve(cfg, scorer_kind(variant), run["model_version"]))
     except registry.ModelNotFoundError:
-        log.warning("learning curve: %s is not in this lake's model store: the 'all' point "
-                    "has the eval file's AUC and train time, no per-epoch record", run["model_version"])
+        log.warning("learning curve: %s is not in this lake's model store: the n=%d point "
+                    "has the eval file's AUC and train time, no per-epoch record and an "
+                    "unchecked recipe", run["model_version"], n_train)
         meta = {}
+    recipe = meta.get("model_config", {}).get("tuning")
+    if recipe is not None and tuning is not None and _recipe(recipe) != _recipe(tuning):
+        log.info("learning curve: the eval file's %s run was tuned otherwise: tuning n=%d here",
+                 variant, n_train)
+        return None
     test = run["metrics"]["test"]
     return {"n": n_train, "source": "eval", "model_version": run["model_version"],
             "test_auc": test["auc"], "test_auc_ci95": test.get("auc_ci95"),
+            "recipe_checked": recipe is not None and tuning is not None,
             "best_epoch": meta.get("best_epoch"), "epochs": meta.get("epochs"),
             "cache_seconds": meta.get("cache_seconds"),
             "train_seconds": meta.get("train_seconds", run.get("train_seconds")),
             "eval_seconds": run.get("scoring_seconds")}
+
+
+def _recipe(tuning: dict) -> dict:
+    """Tuning settings that change the model (not its progress bar)."""
+    return {k: v for k, v in tuning.items() if k != "progress"}
 
 
 def curve_point(cfg: Config, mcfg: ModelConfig, train, valid, test, n: int,
@@ -104,18 +127,20 @@ def learning_curve(spark: SparkSession, cfg: Config, variant: str, sizes: list[s
     ecfg = evaluation_config(cfg)
     if ecfg.torch_threads:
         torch.set_num_threads(ecfg.torch_threads)
-    train = seeded_subset(read_prompts(spark, cfg, variant, ["train"]), None, ecfg.seed)
+    built = read_prompts(spark, cfg, variant, ["train"])
+    train = seeded_subset(built, ecfg.train_examples, ecfg.seed)   # `all`: the production set
     if train.empty:
         raise FileNotFoundError(f"no training prompts for variant {variant!r}: run jobs.build_prompts")
     valid = early_stopping_pairs(spark, cfg, variant, mcfg.tuning, ecfg.seed)
     test = read_prompts(spark, cfg, variant, ["test"])
     version = data_version(spark, cfg)
+    retriever = next((v for v in train["retriever_version"] if isinstance(v, str)), None)
     frozen = (mcfg.tuning.trainable_from or 1) - 1
     cache = BottomCache(frozen) if frozen and mcfg.tuning.cache_frozen else None
     points = []
     for size in sizes:
         n = len(train) if size == "all" else min(int(size), len(train))
-        point = _from_eval(cfg, variant, n, version) if size == "all" else None
+        point = _from_eval(cfg, variant, n, version, retriever, mcfg.tuning.model_dump())
         if point is None:
             log.info("learning curve %s/%s: tuning on %d examples", cfg.dataset.name, variant, n)
             point, scores = curve_point(cfg, mcfg, train, valid, test, n, cache)
@@ -130,7 +155,8 @@ def learning_curve(spark: SparkSession, cfg: Config, variant: str, sizes: list[s
             for p in tuned}
     record = {"data_version": version, "dtype": resolve_dtype(mcfg.dtype, mcfg.device),
               "torch_threads": torch.get_num_threads(), "tuning": mcfg.tuning.model_dump(),
-              "train_prompts": len(train), "mean_prompt_tokens": round(float(train["n_tokens"].mean()), 1),
+              "train_prompts": len(train), "train_prompts_built": len(built),
+              "mean_prompt_tokens": round(float(train["n_tokens"].mean()), 1),
               "test_rows": len(test), "curve": points,
               "training_examples_per_s": rate,
               "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
