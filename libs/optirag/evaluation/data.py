@@ -16,6 +16,12 @@ PROMPT_COLUMNS = ["sample_id", "user_id", "item_id", "label", "split", "retrieve
                   "n_tokens", "text"]
 
 
+def retriever_version(prompts: pd.DataFrame) -> str | None:
+    """The retriever version the prompts were built with (None: no retrieval, e.g. `none`);
+    what an eval run records and what a reuse of that run must match."""
+    return next((v for v in prompts["retriever_version"] if isinstance(v, str)), None)
+
+
 def in_length_order(prompts: pd.DataFrame, score):
     """`score(texts)` on the prompts sorted by token count (batches of similar length waste
     less padding); its row-aligned output, or each of a tuple of them, in the frame's order."""

@@ -37,7 +37,8 @@ from optirag import registry
 from optirag.config import Config
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import (
-    data_version, early_stopping_pairs, labelled_pairs, read_prompts, seeded_subset,
+    data_version, early_stopping_pairs, labelled_pairs, read_prompts, retriever_version,
+    seeded_subset,
 )
 from optirag.evaluation.metrics import ctr_metrics, write_report
 from optirag.evaluation.replicas import scorer_kind
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 
 
 def _from_eval(cfg: Config, variant: str, n_train: int, version: str,
-               retriever_version: str | None = None, tuning: dict | None = None) -> dict | None:
+               retriever: str | None = None, tuning: dict | None = None) -> dict | None:
     """The production run's point, if it was tuned on these same `n_train` prompts: the
     first n of the seeded order (jobs.train_scorer's `evaluation.train_examples`, or all),
     the same data and retriever version and, where its meta is in this lake's store, the
@@ -62,9 +63,9 @@ def _from_eval(cfg: Config, variant: str, n_train: int, version: str,
     run = (json.loads(path.read_text()) if path.is_file() else {}).get("runs", {}).get(variant)
     if not run or run.get("train_examples") != n_train or run.get("data_version") != version:
         return None
-    if retriever_version is not None and run.get("retriever_version") != retriever_version:
+    if retriever is not None and run.get("retriever_version") != retriever:
         log.info("learning curve: the eval file's %s run read retriever %s, these prompts %s: "
-                 "tuning n=%d here", variant, run.get("retriever_version"), retriever_version, n_train)
+                 "tuning n=%d here", variant, run.get("retriever_version"), retriever, n_train)
         return None
     try:  # the tuning details (epochs, rates) are in the model's meta, when the store has it
         meta = registry.read_meta(registry.resolve(cfg, scorer_kind(variant), run["model_version"]))
@@ -134,13 +135,13 @@ def learning_curve(spark: SparkSession, cfg: Config, variant: str, sizes: list[s
     valid = early_stopping_pairs(spark, cfg, variant, mcfg.tuning, ecfg.seed)
     test = read_prompts(spark, cfg, variant, ["test"])
     version = data_version(spark, cfg)
-    retriever = next((v for v in train["retriever_version"] if isinstance(v, str)), None)
+    retriever, tuning = retriever_version(train), mcfg.tuning.model_dump()
     frozen = (mcfg.tuning.trainable_from or 1) - 1
     cache = BottomCache(frozen) if frozen and mcfg.tuning.cache_frozen else None
     points = []
     for size in sizes:
         n = len(train) if size == "all" else min(int(size), len(train))
-        point = _from_eval(cfg, variant, n, version, retriever, mcfg.tuning.model_dump())
+        point = _from_eval(cfg, variant, n, version, retriever, tuning)
         if point is None:
             log.info("learning curve %s/%s: tuning on %d examples", cfg.dataset.name, variant, n)
             point, scores = curve_point(cfg, mcfg, train, valid, test, n, cache)
@@ -154,7 +155,7 @@ def learning_curve(spark: SparkSession, cfg: Config, variant: str, sizes: list[s
     rate = {str(p["n"]): round(sum(e["examples_per_s"] for e in p["epochs"]) / len(p["epochs"]), 2)
             for p in tuned}
     record = {"data_version": version, "dtype": resolve_dtype(mcfg.dtype, mcfg.device),
-              "torch_threads": torch.get_num_threads(), "tuning": mcfg.tuning.model_dump(),
+              "torch_threads": torch.get_num_threads(), "tuning": tuning,
               "train_prompts": len(train), "train_prompts_built": len(built),
               "mean_prompt_tokens": round(float(train["n_tokens"].mean()), 1),
               "test_rows": len(test), "curve": points,

@@ -22,7 +22,9 @@ from pyspark.sql import SparkSession
 from optirag import registry
 from optirag.config import Config, ConfigError
 from optirag.evaluation.config import EvaluationConfig, evaluation_config
-from optirag.evaluation.data import data_version, in_length_order, read_prompts, seeded_subset
+from optirag.evaluation.data import (
+    data_version, in_length_order, read_prompts, retriever_version, seeded_subset,
+)
 from optirag.evaluation.metrics import ctr_metrics, write_report
 from optirag.evaluation.replicas import replica_seed, run_key, scorer_kind, tuning_seed
 from optirag.llm.config import ModelConfig
@@ -68,7 +70,7 @@ def save_run(spark: SparkSession, cfg: Config, ecfg: EvaluationConfig, run_id: s
             "scoring_seconds": round(seconds, 1),
             "prompts_per_second": round(len(prompts) / seconds, 2) if seconds else None,
             "mean_prompt_tokens": round(float(prompts["n_tokens"].mean()), 1),
-            "retriever_version": next((v for v in prompts["retriever_version"] if isinstance(v, str)), None)}
+            "retriever_version": retriever_version(prompts)}
 
 
 def _run(spark: SparkSession, cfg: Config, run_id: str, variant: str, model_version: str,
