@@ -95,8 +95,9 @@ PROMPTS = Table("prompts", T.StructType([
     _f("variant", S, False), _f("sample_id", S, False), _f("user_id", S, False),
     _f("item_id", S, False), _f("label", I, False), _f("split", S, False),
     _f("retriever_version", S), _f("n_neighbours", I, False), _f("n_history", I, False),
-    _f("text", S, False), _f("n_tokens", I, False),
-]), "one scorer prompt per (variant, sample); variant = none | llm | gcn (which neighbours fed it)",
+    _f("text", S, False), _f("n_tokens", I, False), _f("prefix_chars", I),
+]), "one scorer prompt per (variant, sample); variant = none | llm | gcn (which neighbours fed it); "
+    "text[:prefix_chars] is the user's prefix, the rest the target's suffix",
     ("variant",), key=("variant", "sample_id"))
 
 EVAL_SCORES = Table("eval_scores", T.StructType([
@@ -155,8 +156,8 @@ def write_table(df: DataFrame, table: Table, dataset_lake: str, replace_where: s
     re-run with the same input yields the same content (idempotent).
     """
     writer = conform(df, table).write.format("delta").mode("overwrite")
-    if replace_where:
-        writer = writer.option("replaceWhere", replace_where)
+    if replace_where:  # a column added to the declared schema joins the existing table
+        writer = writer.option("replaceWhere", replace_where).option("mergeSchema", "true")
     else:
         writer = writer.option("overwriteSchema", "true")
     if table.partition_by:

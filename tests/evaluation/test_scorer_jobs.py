@@ -258,3 +258,64 @@ def test_learning_curve_takes_the_production_point_from_the_eval_file_even_witho
     assert point["epochs"] is None and point["recipe_checked"] is False
     assert _from_eval(cfg, "gcn", 7747, "dv2", "r1") is None and _from_eval(cfg, "gcn", 4000, "dv1", "r1") is None
     assert _from_eval(cfg, "gcn", 7747, "dv1", "r2") is None   # other neighbours, other prompts
+
+
+def test_a_packed_tuning_set_is_whole_runs_of_a_users_consecutive_samples(spark, trained):
+    """Shared-prefix training's rows (optirag.llm.packing): each block is one user's
+    consecutive samples behind its oldest sample's prefix, which shows none of the block's
+    targets; each suffix is the sample's own; sizes are nested, as the seeded subset's are."""
+    from optirag.evaluation.data import read_prompts, tuning_set
+
+    cfg, _ = trained
+    built = read_prompts(spark, cfg, "none", ["train"])
+    assert built["prefix_chars"].notna().all()
+    train, blocks = tuning_set(spark, cfg, built, 5, 42, 2)
+    assert len(train) == 5 and sorted(i for b in blocks for i in b.examples) == list(range(5))
+    for block in blocks:
+        rows = train.iloc[list(block.examples)]
+        assert rows["user_id"].nunique() == 1
+        oldest = rows.iloc[0]
+        assert block.prefix == oldest["text"][: oldest["prefix_chars"]]
+        positions = [int(item.rsplit("-i", 1)[1]) for item in rows["item_id"]]   # t1-i3 -> 3
+        assert positions == list(range(positions[0], positions[0] + len(positions)))
+        assert not any(f"Title of {item}" in block.prefix for item in rows["item_id"])
+        assert all(text.endswith(s) for text, s in zip(rows["text"], block.suffixes))
+    bigger, _ = tuning_set(spark, cfg, built, None, 42, 2)
+    assert len(bigger) == 9 and list(bigger["sample_id"][:5]) == list(train["sample_id"])
+    plain, none = tuning_set(spark, cfg, built, 5, 42, 1)
+    assert none is None and len(plain) == 5
+
+
+def test_the_tuning_paths_bench_tunes_both_paths_on_the_same_rows(spark, trained, tmp_path):
+    """jobs.bench_tuning_paths' body: prompt and packed tunings of the same rows, each with
+    its all-in rate and test AUC, and their paired difference (nothing saved to the store)."""
+    from optirag_bench.tuning_paths import compare_paths
+
+    cfg, _ = trained
+    before = sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir())
+    record = compare_paths(spark, cfg, "none", 6, 3, tmp_path / "tuning_paths.json")
+    saved = json.loads((tmp_path / "tuning_paths.json").read_text())
+    assert saved["datasets"][cfg.dataset.name]["variants"]["none"]["runs"]["n6_k3"] == record
+    assert record["n"] == 6 and record["prefixes"] == 2          # two users' runs of three
+    for path in ("prompt", "packed"):
+        assert record[path]["all_in_examples_per_s"] > 0 and record[path]["steps"] > 0
+        lo, hi = record[path]["test_auc_ci95"]
+        assert lo <= record[path]["test_auc"] <= hi
+    diff = record["packed_minus_prompt"]
+    assert diff["diff"] == pytest.approx(record["packed"]["test_auc"] - record["prompt"]["test_auc"])
+    assert record["all_in_speedup"] == pytest.approx(
+        record["prompt"]["all_in_seconds"] / record["packed"]["all_in_seconds"], abs=0.01)
+    assert sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir()) == before
+    with pytest.raises(ValueError, match="targets-per-prefix must be >= 2"):
+        compare_paths(spark, cfg, "none", 6, 1, tmp_path / "x.json")
+
+
+def test_train_scorer_packs_targets_behind_shared_prefixes(spark, trained):
+    """model.tuning.targets_per_prefix > 1: the job tunes on packed blocks and says so."""
+    cfg, _ = trained
+    tuning = {**cfg.model.get("tuning", {}), "targets_per_prefix": 3}
+    packed = cfg.model_copy(update={"model": {**cfg.model, "tuning": tuning}})
+    summary = train_scorer(spark, packed, "none")
+    assert summary["train_examples"] == 9 and summary["train_prefixes"] == 3   # 3 users x 3
+    meta = read_meta(registry.resolve(packed, "scorer/none", summary["model_version"]))
+    assert meta["model_config"]["tuning"]["targets_per_prefix"] == 3

@@ -115,7 +115,7 @@ def test_layerwise_forward_is_the_scorers_forward(tiny_model, tokenizer, answer)
     for frozen in (0, 2, 5):
         for batch in length_buckets(rows, 4, tokenizer.pad_token_id):
             p = yes_probability(top_logits(tiny_model, frozen_bottom(tiny_model, batch, frozen),
-                                           batch.last, frozen, answer))
+                                           batch, frozen, answer))
             assert p.detach().double().numpy() == pytest.approx(expected[batch.index.numpy()], abs=1e-6)
 
 

@@ -10,10 +10,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from optirag.config import Config
-from optirag.tables import MANIFEST, PROMPTS, read_table
+from optirag.llm.packing import Block, plan_blocks
+from optirag.tables import MANIFEST, PROMPTS, SAMPLES, read_table
 
 PROMPT_COLUMNS = ["sample_id", "user_id", "item_id", "label", "split", "retriever_version",
-                  "n_tokens", "text"]
+                  "n_tokens", "text", "prefix_chars"]
 
 
 def retriever_version(prompts: pd.DataFrame) -> str | None:
@@ -48,7 +49,39 @@ def read_prompts(spark: SparkSession, cfg: Config, variant: str, splits: Sequenc
             return pd.DataFrame(columns=PROMPT_COLUMNS)
         raise
     rows = df.where((F.col("variant") == variant) & F.col("split").isin(list(splits)))
+    if "prefix_chars" not in rows.columns:  # a table built before it was recorded
+        rows = rows.withColumn("prefix_chars", F.lit(None).cast("int"))
     return rows.select(*PROMPT_COLUMNS).toPandas()
+
+
+def tuning_set(spark: SparkSession, cfg: Config, train: pd.DataFrame, n: int | None, seed: int,
+               targets_per_prefix: int = 1) -> tuple[pd.DataFrame, list[Block] | None]:
+    """(the training prompts a scorer tunes on, their packing or None).
+
+    One target per prefix: the first `n` by the seeded hash (`seeded_subset`). Packed
+    (optirag.llm.packing): each user's samples in the protocol's order (the samples'
+    timestamp, then item) cut into runs of `targets_per_prefix`, the runs in a seeded order,
+    and the first `n` rows of that order (the last run cut to fit). A packed set is thus
+    whole runs of consecutive targets, whose shared prefix is at most k - 1 targets old,
+    rather than k scattered samples; the sizes are nested all the same, and the plain path
+    can tune on exactly these rows (`blocks` ignored) for comparisons."""
+    if targets_per_prefix == 1:
+        return seeded_subset(train, n, seed), None
+    times = read_table(spark, SAMPLES, cfg.dataset_lake()).where("split = 'train'")
+    frame = train.merge(times.select("sample_id", "timestamp").toPandas(), on="sample_id",
+                        how="left", validate="one_to_one")
+    runs = plan_blocks(frame, targets_per_prefix)
+    key = [hashlib.sha256(f"{seed}:{frame['sample_id'].iat[r.examples[0]]}".encode()).hexdigest()
+           for r in runs]
+    rows, blocks = [], []
+    for i in np.argsort(key, kind="stable"):
+        take = runs[i].examples[: (n - len(rows)) if n is not None else None]
+        if not take:
+            break
+        blocks.append(Block(runs[i].prefix, runs[i].suffixes[: len(take)],
+                            tuple(range(len(rows), len(rows) + len(take)))))
+        rows += take
+    return frame.iloc[rows].drop(columns="timestamp").reset_index(drop=True), blocks
 
 
 def data_version(spark: SparkSession, cfg: Config) -> str:

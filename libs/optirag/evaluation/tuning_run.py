@@ -17,7 +17,7 @@ from optirag import registry
 from optirag.config import Config
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import (
-    data_version, early_stopping_pairs, labelled_pairs, read_prompts, seeded_subset,
+    data_version, early_stopping_pairs, labelled_pairs, read_prompts, tuning_set,
 )
 from optirag.evaluation.replicas import replica_seed, scorer_kind, with_seed
 from optirag.llm.config import ModelConfig
@@ -43,17 +43,19 @@ def train_scorer(spark: SparkSession, cfg: Config, variant: str, seed: int | Non
     if train.empty:
         raise FileNotFoundError(f"no training prompts for variant {variant!r} in "
                                 f"{cfg.dataset_lake()}/prompts: run jobs.build_prompts first")
-    train = seeded_subset(train, ecfg.train_examples, ecfg.seed)
+    train, blocks = tuning_set(spark, cfg, train, ecfg.train_examples, ecfg.seed,
+                               mcfg.tuning.targets_per_prefix)
     valid = early_stopping_pairs(spark, cfg, variant, mcfg.tuning, ecfg.seed)
     model, tokenizer = load_model(mcfg)
     answer = answer_tokens(tokenizer, mcfg.answer)
     check_answer_boundary(tokenizer, train["text"].iloc[0], mcfg.answer)
     examples = labelled_pairs(train)
-    log.info("tuning %s (%s) on %d %s prompts (mean %.0f tokens)%s", mcfg.name,
+    log.info("tuning %s (%s) on %d %s prompts (mean %.0f tokens)%s%s", mcfg.name,
              next(model.parameters()).dtype, len(examples), variant, train["n_tokens"].mean(),
+             f" packed into {len(blocks)} shared prefixes" if blocks else "",
              f", early stopping on {len(valid)} valid prompts" if valid else "")
     started = time.time()
-    result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer, valid)
+    result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer, valid, blocks=blocks)
     train_seconds = time.time() - started
     retriever_versions = sorted({v for v in train["retriever_version"] if isinstance(v, str)})
     info = {
@@ -61,6 +63,7 @@ def train_scorer(spark: SparkSession, cfg: Config, variant: str, seed: int | Non
         "retriever_version": ",".join(retriever_versions) or None,
         "prompts_config": prompts_config(cfg).model_dump(),
         "train_examples": len(examples),
+        "train_prefixes": len(blocks) if blocks else len(examples),
         "train_positive_rate": round(float(train["label"].mean()), 4),
         "train_mean_prompt_tokens": round(float(train["n_tokens"].mean()), 1),
         "train_seconds": round(train_seconds, 1),

@@ -52,7 +52,11 @@ class TuningConfig(_Section):
     # better one and keep the best epoch's adapters; null: no validation, keep the last.
     patience: int | None = Field(None, ge=1)
     valid_examples: int | None = Field(None, ge=1)   # seeded valid subset; null: all
-    batch_size: int = 4
+    batch_size: int = 4   # examples (targets) a step
+    # Consecutive training samples of one user packed behind one shared prefix, the
+    # oldest's (optirag.llm.packing): the prompt's prefix runs once per block instead of
+    # once per example. 1: every example is its own prompt.
+    targets_per_prefix: int = Field(1, ge=1)
     grad_accum_steps: int = 1
     max_length: int = 512
     seed: int = 42

@@ -10,7 +10,8 @@ several epochs over a whole training split affordable on two cores.
 Batches are right-padded and run under plain causal attention: a real token never attends
 to a pad (pads come after it), so no mask is needed and row positions are 0..len-1, which
 is what the scorer's masked forward gives the same rows (tested). Rows are bucketed by
-length so a batch carries little padding. For the same reason a row's bottom does not
+length so a batch carries little padding. A packed batch (optirag.llm.packing: one prefix,
+several targets per row) carries its own position ids, attention mask and answer positions. For the same reason a row's bottom does not
 depend on its batch: `BottomCache` keeps it per token sequence, so tunings on nested
 training sets (the learning curve) and the splits scored after each compute it once.
 """
@@ -28,12 +29,30 @@ from optirag.llm.scoring import AnswerTokens, answer_logits
 
 @dataclass
 class Batch:
-    """Rows of one length bucket: their indices, right-padded ids, last real positions and,
-    once computed, the frozen bottom's output (B, T, H) in the model's dtype."""
+    """Rows of one length bucket: the example of each answer position, right-padded ids,
+    each answer's column and, once computed, the frozen bottom's output (B, T, H) in the
+    model's dtype. A plain batch answers once per row at its last real token; a packed one
+    (optirag.llm.packing) names each answer's `row` and brings `positions` (B, T) and each
+    token's `segment` (B, T): 0 the shared prefix, i >= 1 the i-th target's suffix."""
     index: torch.Tensor
     input_ids: torch.Tensor
     last: torch.Tensor
     bottom: torch.Tensor | None = None
+    row: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
+    segment: torch.Tensor | None = None
+
+    def attention_mask(self) -> torch.Tensor | None:
+        """A packed batch's may-attend mask (B, 1, T, T): causal, and a token sees the
+        prefix and its own segment only (None for plain causal rows). Built per forward
+        rather than stored: T x T per row would outweigh the ids."""
+        if self.segment is None:
+            return None
+        seg = self.segment
+        width = seg.shape[1]
+        causal = torch.ones(width, width, dtype=torch.bool, device=seg.device).tril()
+        visible = (seg[:, :, None] == seg[:, None, :]) | (seg == 0)[:, None, :]
+        return (visible & causal)[:, None]
 
 
 def length_buckets(ids: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> list[Batch]:
@@ -51,13 +70,20 @@ def length_buckets(ids: Sequence[Sequence[int]], batch_size: int, pad_id: int) -
     return batches
 
 
-def run_layers(model: PreTrainedModel, hidden: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """Decoder layers lo+1..hi (0-based slice lo:hi) over right-padded, causal rows."""
+def run_layers(model: PreTrainedModel, hidden: torch.Tensor, lo: int, hi: int,
+               batch: Batch | None = None) -> torch.Tensor:
+    """Decoder layers lo+1..hi (0-based slice lo:hi) over right-padded, causal rows, or
+    over a packed batch's rows with its positions and mask."""
     decoder = model.get_decoder()
-    positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
+    mask = None
+    if batch is not None and batch.segment is not None:
+        positions = batch.positions.to(hidden.device)
+        mask = batch.attention_mask().to(hidden.device)
+    else:
+        positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
     cos_sin = decoder.rotary_emb(hidden, position_ids=positions)
     for layer in decoder.layers[lo:hi]:
-        hidden = layer(hidden, attention_mask=None, position_ids=positions,
+        hidden = layer(hidden, attention_mask=mask, position_ids=positions,
                        position_embeddings=cos_sin)
     return hidden
 
@@ -67,17 +93,17 @@ def frozen_bottom(model: PreTrainedModel, batch: Batch, frozen: int) -> torch.Te
     """The output of the first `frozen` layers (the embeddings when 0), on the batch's device."""
     device = next(model.parameters()).device
     hidden = model.get_decoder().embed_tokens(batch.input_ids.to(device))
-    return run_layers(model, hidden, 0, frozen)
+    return run_layers(model, hidden, 0, frozen, batch)
 
 
-def top_logits(model: PreTrainedModel, bottom: torch.Tensor, last: torch.Tensor, frozen: int,
+def top_logits(model: PreTrainedModel, bottom: torch.Tensor, batch: Batch, frozen: int,
                answer: AnswerTokens, full_vocab: bool = False) -> torch.Tensor:
-    """(No, Yes) logits (or the full vocabulary's) at each row's last real token, from the
-    bottom's output through the remaining layers and the final norm."""
+    """(No, Yes) logits (or the full vocabulary's) at each answer position of the batch,
+    from the bottom's output through the remaining layers and the final norm."""
     decoder = model.get_decoder()
-    hidden = run_layers(model, bottom, frozen, model.config.num_hidden_layers)
-    rows = torch.arange(hidden.shape[0], device=hidden.device)
-    final = decoder.norm(hidden[rows, last.to(hidden.device)])
+    hidden = run_layers(model, bottom, frozen, model.config.num_hidden_layers, batch)
+    rows = batch.row if batch.row is not None else torch.arange(hidden.shape[0])
+    final = decoder.norm(hidden[rows.to(hidden.device), batch.last.to(hidden.device)])
     if full_vocab:
         return model.get_output_embeddings()(final).float()
     return answer_logits(model, final, answer).float()

@@ -43,6 +43,7 @@ from optirag.artifacts import atomic_folder
 from optirag.llm.config import ModelConfig, TuningConfig
 from optirag.llm.layerwise import BottomCache, frozen_bottom, length_buckets, top_logits
 from optirag.llm.loading import load_model_from, prepare_model
+from optirag.llm.packing import Block, packed_batches
 from optirag.llm.scoring import (
     AnswerTokens, answer_logits, encode_prompts, last_hidden, yes_probability,
 )
@@ -80,6 +81,7 @@ class TuneResult:
     epochs: list[dict] = field(default_factory=list)   # per epoch: loss, valid AUC, seconds
     best_epoch: int | None = None    # the epoch kept (early stopping on the valid AUC)
     cache_seconds: float = 0.0       # the frozen layers' one pass over train + valid
+    train_cache_seconds: float = 0.0  # the part of it over the training examples
 
 
 def _schedule(tuning: TuningConfig, total_steps: int):
@@ -109,6 +111,7 @@ def tune_lora(
     answer: AnswerTokens,
     valid: Sequence[tuple[str, int]] | None = None,
     cache: BottomCache | None = None,
+    blocks: Sequence[Block] | None = None,
 ) -> TuneResult:
     """LoRA-tune `model` (modified in place: adapters are injected) on (prompt, label) pairs.
 
@@ -116,7 +119,10 @@ def tune_lora(
     once per example when `cache_frozen` (optirag.llm.layerwise), and once per row across
     tunings of the same base model when they share a `cache`. Batches are length
     buckets in a seeded order. With `valid` pairs and `tuning.patience`, the valid AUC is
-    measured after every epoch and the best epoch's adapters are kept (early stopping)."""
+    measured after every epoch and the best epoch's adapters are kept (early stopping).
+    With `blocks` (optirag.llm.packing: each example once), the training examples are
+    packed several to a shared prefix, about `tuning.batch_size` targets a batch; `valid`
+    is scored as prompts of its own either way."""
     from sklearn.metrics import roc_auc_score
 
     if not examples:
@@ -150,7 +156,14 @@ def tune_lora(
                               tuning.max_length, cache, label)
 
     started = time.time()
-    batches = buckets(examples, "train")
+    if blocks is None:
+        batches = buckets(examples, "train")
+    else:
+        covered = sorted(i for b in blocks for i in b.examples)
+        if covered != list(range(len(examples))):
+            raise ValueError("the blocks must hold every tuning example exactly once")
+        batches = packed_frozen_batches(inner, tokenizer, blocks, tuning, frozen)
+    train_cache_seconds = time.time() - started
     valid_batches = buckets(valid, "valid") if valid and tuning.patience else None
     cache_seconds = time.time() - started
     steps_per_epoch = math.ceil(len(batches) / tuning.grad_accum_steps)
@@ -158,7 +171,7 @@ def tune_lora(
 
     def logits(batch):
         bottom = batch.bottom if batch.bottom is not None else frozen_bottom(inner, batch, frozen)
-        return top_logits(inner, bottom, batch.last, frozen, answer, full_vocab)
+        return top_logits(inner, bottom, batch, frozen, answer, full_vocab)
 
     @torch.no_grad()
     def valid_auc() -> float | None:
@@ -211,7 +224,8 @@ def tune_lora(
         set_peft_model_state_dict(peft_model, best[2])
     peft_model.eval()
     return TuneResult(model=peft_model, losses=losses, epochs=epochs,
-                      best_epoch=best[1] if best else len(epochs), cache_seconds=round(cache_seconds, 1))
+                      best_epoch=best[1] if best else len(epochs), cache_seconds=round(cache_seconds, 1),
+                      train_cache_seconds=round(train_cache_seconds, 1))
 
 
 def frozen_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
@@ -227,6 +241,18 @@ def frozen_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
     return batches
 
 
+def packed_frozen_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                          blocks: Sequence[Block], tuning: TuningConfig, frozen: int) -> list:
+    """Packed batches of `blocks` (optirag.llm.packing), each with its frozen bottom's
+    output when `cache_frozen`: one bottom pass per block, not per example."""
+    batches = packed_batches(tokenizer, blocks, tuning.batch_size, tuning.max_length)
+    if frozen and tuning.cache_frozen:
+        for b in tqdm(batches, desc=f"train: layers 1-{frozen} (frozen, once per prefix)",
+                      disable=not tuning.progress):
+            b.bottom = frozen_bottom(model, b, frozen)
+    return batches
+
+
 @torch.no_grad()
 def top_probabilities(model: PreTrainedModel, batches: Sequence, frozen: int,
                       answer: AnswerTokens) -> np.ndarray:
@@ -235,7 +261,7 @@ def top_probabilities(model: PreTrainedModel, batches: Sequence, frozen: int,
     p = np.empty(sum(len(b.index) for b in batches))
     for b in batches:
         bottom = b.bottom if b.bottom is not None else frozen_bottom(model, b, frozen)
-        p[b.index.numpy()] = yes_probability(top_logits(model, bottom, b.last, frozen, answer)).double().numpy()
+        p[b.index.numpy()] = yes_probability(top_logits(model, bottom, b, frozen, answer)).double().numpy()
     return p
 
 

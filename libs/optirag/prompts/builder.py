@@ -183,7 +183,7 @@ def _render_fn(pcfg: PromptsConfig, tokenizer_dir: str, scale, variant: str,
                 n_similar = prefix.n_neighbours if shown is None else shown
                 out.append((variant, r.sample_id, r.user_id, r.item_id, int(r.label), r.split,
                             retriever_version, n_similar, prefix.n_history, text,
-                            count_tokens(tok, text)))
+                            count_tokens(tok, text), len(prefix.text)))
             yield pd.DataFrame(out, columns=PROMPTS.schema.fieldNames())
     return render
 
