@@ -121,7 +121,7 @@ bench-tuning: setup
 	$(PY) -m jobs.bench_tuning --dataset bookcrossing --lake $(LAKE) --variant gcn
 	$(PY) -m jobs.bench_tuning --dataset movielens100k --lake $(LAKE) --variant gcn
 
-# Trains what the reports lack (hours on 2 cores from a clean lake: README "Report"), then
+# Trains what the reports lack (hours on 2 cores from a clean lake: docs/evaluation.md), then
 # writes reports/REPORT.md. REPORT_DATASETS=movielens100k for one; REPORT_TRAIN=none to
 # only rebuild the document from the JSON files already there; REPORT_SEEDS: tuning seeds
 # per LLM run (default 1: each LLM cell is a whole-split run with its bootstrap interval; a
