@@ -126,7 +126,7 @@ bench-tuning: setup
 bench-tuning-paths: setup
 	$(PY) -m jobs.bench_tuning_paths --dataset movielens100k --lake $(LAKE) --variant gcn --n 4000 --targets-per-prefix 8
 
-# Trains what the reports lack (hours on 2 cores from a clean lake: README "Report"), then
+# Trains what the reports lack (hours on 2 cores from a clean lake: docs/evaluation.md), then
 # writes reports/REPORT.md. REPORT_DATASETS=movielens100k for one; REPORT_TRAIN=none to
 # only rebuild the document from the JSON files already there; REPORT_SEEDS: tuning seeds
 # per LLM run (default 1: each LLM cell is a whole-split run with its bootstrap interval; a

@@ -2,7 +2,7 @@
 
 python -m jobs.bench_scoring --dataset bookcrossing --lake /tmp/lake
 Needs the lake's candidates for --date (built if missing), and a scorer + exit heads of
-scoring.variant (see README). Writes reports/bench/scoring.json and scoring.png.
+scoring.variant (see docs/benchmarks.md). Writes reports/bench/scoring.json and scoring.png.
 With --device-bundle DIR it only exports what jobs.bench_device times on a GPU worker.
 """
 import argparse

@@ -25,7 +25,7 @@ def _load_torch_first() -> None:
     session and a Ray connection sometimes aborted the process ("Intel oneMKL FATAL ERROR:
     Cannot load .../libtorch_cpu.so"): 3 of 3 cluster-test runs on 2026-12-01, 1 of ~10
     bare repros later. The cause inside MKL is not isolated; with torch loaded first it has
-    not recurred (README "Cluster mode")."""
+    not recurred (docs/operations.md, reports/notes/runs.md)."""
     import torch
 
     torch.ones(8, 8) @ torch.ones(8, 8)

@@ -19,7 +19,7 @@ from optirag.interop import protocol, read_deltalake, read_duckdb
 from optirag.tables import CANDIDATES, TABLES, arrow_schema, read_table, write_table
 
 DATE = "2026-11-23"
-README = Path(__file__).resolve().parents[1] / "README.md"
+DATA_MODEL_DOC = Path(__file__).resolve().parents[1] / "docs" / "data-model.md"
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +100,11 @@ def test_every_table_reads_the_same_in_spark_deltalake_and_duckdb(spark, full_la
     print("rows per table (Spark = delta-rs = DuckDB):", counts)
 
 
-def test_readme_states_each_table_s_delta_protocol(full_lake):
-    """The README's "Delta protocol" table is what this lake's tables really require."""
+def test_docs_state_each_table_s_delta_protocol(full_lake):
+    """docs/data-model.md's "Delta protocol" table is what this lake's tables really require."""
     from deltalake import DeltaTable
 
-    section = README.read_text().split("### Delta protocol", 1)[1].split("\n#", 1)[0]
+    section = DATA_MODEL_DOC.read_text().split("## Delta protocol", 1)[1].split("\n#", 1)[0]
     stated = {}
     for m in re.finditer(r"^\| `(\w+)` \| (\d+) \| (\d+) \| ([^|]*)\|", section, re.M):
         features = sorted(re.findall(r"`(\w+)`", m.group(4)))

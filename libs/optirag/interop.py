@@ -78,7 +78,7 @@ def describe(dataset_lake: str) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]], spark_rows: dict[str, int] | None = None) -> str:
-    """The README's "Delta protocol" table (plus row counts per reader)."""
+    """The "Delta protocol" table of docs/data-model.md (plus row counts per reader)."""
     head = ["table", "minReader", "minWriter", "table features"]
     counts = ["rows (Spark)"] * (spark_rows is not None) + ["rows (delta-rs)", "rows (DuckDB)"]
     lines = ["| " + " | ".join(head + counts) + " |", "|" + "---|" * (len(head) + len(counts))]

@@ -47,7 +47,7 @@ class CalibrationConfig(_Section):
     # Why a label-free guard too: an AUC difference on ~1,000 valid rows is only known to
     # +-2 points, so the cheapest of 27 rules "within 0.3 points" is often one that was lucky
     # on valid (-2.4 on test once). Rank agreement with the full model is measured far more
-    # precisely (README "Exit heads"). None: the AUC budget alone.
+    # precisely (docs/models.md, reports/notes/early-exit.md). None: the AUC budget alone.
     min_agreement: float | None = Field(0.97, ge=0.0, le=1.0)
     # Fit each head's Platt rescaling on the valid rows before choosing the rule, so rows
     # leaving at different layers are scored on one scale (early_exit.platt).
