@@ -28,8 +28,8 @@ def explained() -> str:
 
 def layer_of(text: str, *path: str) -> str:
     """The `# layer` comment of the leaf at `path` in --explain output (indentation = depth)."""
-    depth, lines = 0, iter(text.splitlines())
-    for line in lines:
+    depth = 0
+    for line in text.splitlines():
         if line.startswith("  " * depth + f"{path[depth]}:"):
             if depth == len(path) - 1:
                 return line.split("  # ", 1)[1]

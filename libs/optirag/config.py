@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import importlib
 import os
 from pathlib import Path
-import importlib
 from typing import Any, Literal
 
 import yaml
