@@ -22,7 +22,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup test test-e2e ingest check demo bench bench-retrieval bench-early-exit bench-scoring bench-tuning bench-tuning-paths bench-peers report airflow airflow-setup clean-lake help \
-	dist cluster-up cluster-down cluster-status cluster-demo test-cluster
+	dist cluster-up cluster-down cluster-status cluster-demo test-cluster config
 
 help:
 	@echo "make setup   - create $(VENV), install pinned deps, fetch the Delta jars (idempotent)"
@@ -30,6 +30,7 @@ help:
 	@echo "make test-e2e - whole DAG runs, every task a real job (~22 min, not in CI)"
 	@echo "make ingest  - ingest the three shared datasets into LAKE=$(LAKE)"
 	@echo "make check   - run the data-quality suites on LAKE"
+	@echo "make config  - a run's merged config, defaults filled in (DATASET, ENV, MODEL; EXPLAIN=1: each key's layer)"
 	@echo "make airflow - Airflow standalone on http://localhost:8080 with the DAGs in airflow_dags/"
 	@echo "make demo    - the nightly pipeline end to end on the shared BookCrossing data"
 	@echo "make bench   - benchmarks -> reports/bench/*.json"
@@ -77,6 +78,14 @@ check: setup
 	$(PY) -m jobs.check --dataset bookcrossing --lake $(LAKE)
 	$(PY) -m jobs.check --dataset movielens100k --lake $(LAKE)
 	$(PY) -m jobs.check --dataset amazon --lake $(LAKE)
+
+# A run's effective config: every layer merged and validated, every default filled in, as YAML.
+# EXPLAIN=1: each key names the layer that set it; ARGS: more, e.g. ARGS="--set ingest.seed=7".
+# make config DATASET=movielens100k ENV=demo MODEL=cpu-small+demo EXPLAIN=1
+DATASET ?= bookcrossing
+MODEL ?= cpu-small
+config: setup
+	@$(PY) -m jobs.config --dataset $(DATASET) --env $(ENV) --model $(MODEL) $(if $(EXPLAIN),--explain) $(ARGS)
 
 # The nightly pipeline end to end on the shared BookCrossing data (demo sizes, < 20 min).
 DEMO_DATE ?= $(shell date -u +%F)

@@ -3,18 +3,24 @@
 A run's config is built by deep-merging YAML layers, later layers winning:
 
     conf/base.yaml  <  conf/datasets/<dataset>.yaml  <  conf/env/<env>.yaml (``a+b``: a, then b)
-                    <  conf/models/<model>.yaml (its ``per_dataset.<dataset>`` block last)
-                    <  command-line ``--set a.b=c`` overrides
+                    <  conf/models/<model>.yaml, each followed by its ``per_dataset.<dataset>``
+                       block (``a+b``: a, a's block, b, b's block)
+                    <  command-line ``--set a.b=c`` overrides  <  ``--lake``
 
-and validated into :class:`Config` (pydantic, unknown keys rejected, so a typo in a
-YAML key or an override fails loudly instead of being ignored). YAML is read with
-``yaml.safe_load`` only. Paths, thresholds and seeds live here, never in code.
+(:func:`config_layers` lists them, named, in that order) and validated into :class:`Config`
+(pydantic, unknown keys rejected, so a typo in a YAML key or an override fails loudly instead
+of being ignored). The sections owned by a stage stay dicts in :class:`Config`, but each is
+validated at load by its owner's model (:data:`STAGE_SECTIONS`). Code defaults fill what no
+layer sets; base.yaml repeats them (tests/test_config_defaults.py keeps the two equal), and
+``python -m jobs.config`` prints the result. YAML is read with ``yaml.safe_load`` only.
+Paths, thresholds and seeds live here, never in code.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import datetime as dt
+import importlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -149,7 +155,8 @@ class Config(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
-    # Sections owned by later stages; each stage validates its own with its own model.
+    # Sections owned by later stages: dicts here, each validated at load by its owner's model
+    # (STAGE_SECTIONS); a stage reads its own as that model.
     retriever: dict[str, Any] = Field(default_factory=dict)
     model: dict[str, Any] = Field(default_factory=dict)
     early_exit: dict[str, Any] = Field(default_factory=dict)
@@ -173,6 +180,31 @@ class Config(_Section):
         return Path(os.path.expandvars(os.path.expanduser(root)))
 
 
+# The model that owns each stage section of Config ("module:Class"). Imported only when a
+# config is loaded: those modules import this one, and a stage's schema lives beside its code.
+STAGE_SECTIONS = {
+    "retriever": "optirag.retrieval.config:RetrieverConfig",
+    "model": "optirag.llm.config:ModelConfig",
+    "early_exit": "optirag.early_exit.config:EarlyExitConfig",
+    "scoring": "optirag.scoring.config:ScoringConfig",
+    "prompts": "optirag.prompts.config:PromptsConfig",
+    "candidates": "optirag.scoring.config:CandidatesConfig",
+    "evaluation": "optirag.evaluation.config:EvaluationConfig",
+    "baselines": "optirag.baselines.config:BaselinesConfig",
+    "orchestration": "optirag.orchestration.config:OrchestrationConfig",
+    "localcluster": "optirag.localcluster:LocalClusterConfig",
+}
+
+
+def stage_model(name: str) -> type[BaseModel]:
+    module, _, cls = STAGE_SECTIONS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def _problems(e: ValidationError, prefix: str = "") -> str:
+    return "; ".join(f"{prefix}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+
+
 def section(model: type[BaseModel], data: Any, name: str,
             error: type[ConfigError] = ConfigError) -> Any:
     """Validate one stage-owned section `Config.<name>` with its owner's pydantic model.
@@ -185,9 +217,7 @@ def section(model: type[BaseModel], data: Any, name: str,
     try:
         return model.model_validate(data or {})
     except ValidationError as e:
-        problems = "; ".join(f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-                             for err in e.errors())
-        raise error(f"invalid config: {problems}") from None
+        raise error(f"invalid config: {_problems(e, f'{name}.')}") from None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -236,26 +266,34 @@ def available(kind: str, conf_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def recipe_layer(recipe: dict[str, Any], name: str, dataset: str, conf_dir: Path) -> dict[str, Any]:
-    """A model recipe with its ``per_dataset.<dataset>`` block merged over it: a recipe is
-    tuned per dataset where one setting does not fit all (the recipe file says why), and the
-    dataset's YAML cannot do it, being an earlier layer."""
+# One layer of a run's config: (where it comes from, what it sets), e.g. ("base.yaml", {...}).
+Layer = tuple[str, dict[str, Any]]
+
+
+def recipe_layers(recipe: dict[str, Any], name: str, dataset: str, conf_dir: Path) -> list[Layer]:
+    """A model recipe, then its ``per_dataset.<dataset>`` block: a recipe is tuned per dataset
+    where one setting does not fit all (the recipe file says why), and the dataset's YAML
+    cannot do it, being an earlier layer."""
     recipe = dict(recipe)
     per_dataset = recipe.pop("per_dataset", None) or {}
     unknown = sorted(set(per_dataset) - set(available("datasets", conf_dir)))
     if unknown:
         raise ConfigError(f"conf/models/{name}.yaml: per_dataset names unknown dataset(s) {unknown}")
-    return deep_merge(recipe, per_dataset.get(dataset) or {})
+    layers = [(f"models/{name}.yaml", recipe)]
+    if per_dataset.get(dataset):
+        layers.append((f"models/{name}.yaml per_dataset.{dataset}", per_dataset[dataset]))
+    return layers
 
 
-def load_config(
+def config_layers(
     dataset: str,
     env: str = "local",
     model: str | None = None,
     overrides: list[str] | None = None,
     lake: str | None = None,
     conf_dir: Path | None = None,
-) -> Config:
+) -> list[Layer]:
+    """The layers of a run's config, named, in merge order (the module docstring)."""
     conf_dir = conf_dir or CONF_DIR
     if dataset not in available("datasets", conf_dir):
         raise ConfigError(
@@ -266,34 +304,50 @@ def load_config(
     for layer in env.split("+"):
         if layer not in available("env", conf_dir):
             raise ConfigError(f"unknown env {layer!r}; known: {', '.join(available('env', conf_dir))}")
-    data = read_yaml(conf_dir / "base.yaml")
-    data = deep_merge(data, read_yaml(conf_dir / "datasets" / f"{dataset}.yaml"))
-    for layer in env.split("+"):
-        data = deep_merge(data, read_yaml(conf_dir / "env" / f"{layer}.yaml"))
-    data["env"] = env
+    layers: list[Layer] = [("base.yaml", read_yaml(conf_dir / "base.yaml")),
+                           (f"datasets/{dataset}.yaml", read_yaml(conf_dir / "datasets" / f"{dataset}.yaml"))]
+    layers += [(f"env/{layer}.yaml", read_yaml(conf_dir / "env" / f"{layer}.yaml")) for layer in env.split("+")]
+    layers.append(("--env", {"env": env}))
     # Recipes stack the same way: `cpu-small+demo` = cpu-small with the demo's short tuning.
     for layer in (model.split("+") if model else []):
         if layer not in available("models", conf_dir):
             raise ConfigError(
                 f"unknown model recipe {layer!r}; known: {', '.join(available('models', conf_dir))}"
             )
-        data = deep_merge(data, recipe_layer(read_yaml(conf_dir / "models" / f"{layer}.yaml"),
-                                             layer, dataset, conf_dir))
-    for item in overrides or []:
-        data = deep_merge(data, parse_override(item))
+        layers += recipe_layers(read_yaml(conf_dir / "models" / f"{layer}.yaml"), layer, dataset, conf_dir)
+    layers += [("--set", parse_override(item)) for item in overrides or []]
     if lake:
-        data["lake"] = lake
+        layers.append(("--lake", {"lake": lake}))
+    return layers
+
+
+def config_from_layers(layers: list[Layer], dataset: str) -> Config:
+    """Merge `layers` (later wins) and validate the result, the stage sections included."""
+    data: dict[str, Any] = {}
+    for _, layer in layers:
+        data = deep_merge(data, layer)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
-        raise ConfigError(f"invalid config: {problems}") from None
+        raise ConfigError(f"invalid config: {_problems(e)}") from None
     if cfg.dataset.name != dataset:  # a copied YAML would otherwise write into the original's tables
         raise ConfigError(f"invalid config: dataset.name is {cfg.dataset.name!r} in conf/datasets/{dataset}.yaml; "
                           f"it must be the file's name, {dataset!r}")
+    # A typo in a stage's section fails every job now, not hours later in the stage that reads it.
+    for name in STAGE_SECTIONS:
+        section(stage_model(name), getattr(cfg, name), name)
     return cfg
+
+
+def load_config(
+    dataset: str,
+    env: str = "local",
+    model: str | None = None,
+    overrides: list[str] | None = None,
+    lake: str | None = None,
+    conf_dir: Path | None = None,
+) -> Config:
+    return config_from_layers(config_layers(dataset, env, model, overrides, lake, conf_dir), dataset)
 
 
 def parse_date(value: str) -> str:

@@ -138,7 +138,7 @@ def test_caps_on_history_and_neighbours(tokenizer):
 
 def test_context_item_styles():
     row = {"title": "Angels &amp; Demons: A Very Long Novel Title", "author": "Dan BROWN", "year": 2000}
-    short = EVIDENCE.model_copy(update={"context_title_chars": 20})
+    short = EVIDENCE.model_copy(update={"context_item": "short", "context_title_chars": 20})
     assert context_item_text(row, short) == "Angels & Demons:... (Brown)"   # entity decoded, surname
     assert context_item_text(row, short.model_copy(update={"context_item": "author"})) == "Brown"
     assert context_item_text(row, short.model_copy(update={"context_item": "full"})) == \

@@ -23,7 +23,7 @@ class EvaluationConfig(BaseModel):
     train_examples: int | None = Field(None, ge=1)
     seed: int = 42
     # torch intra-op threads for tuning/scoring; null: torch's default.
-    torch_threads: int | None = Field(None, ge=1)
+    torch_threads: int | None = Field(2, ge=1)
     reports_dir: str = "reports/eval"
     # Paired AUC differences written to the eval file (optirag.evaluation.compare): run keys,
     # or baseline:<model> for a full-shot baseline's seeds.

@@ -24,7 +24,7 @@ class PromptsConfig(BaseModel):
     item_noun: str = "item"                        # "book", "movie": set per dataset
     # How history/neighbour items are shown: full (title, author, year), short (title +
     # author surname) or author (surname only; the title where there is no author).
-    context_item: Literal["full", "short", "author"] = "short"
+    context_item: Literal["full", "short", "author"] = "author"
     # The target's text in the suffix: full (item_text), short (title + author surname; the
     # title is never cut) or author (the surname alone, as context_item author shows the
     # history; the title where there is no author). Every suffix token is paid once per
@@ -48,21 +48,22 @@ class PromptsConfig(BaseModel):
     # What an interaction line shows: the rating, the binarised label, or both.
     show: Literal["both", "rating", "label"] = "both"
     k: int = Field(4, ge=0)                        # similar users shown (paper: four)
-    items_per_neighbour: int = Field(3, ge=1)      # most recent first
+    items_per_neighbour: int = Field(2, ge=1)      # paper style; most recent first
     history_max: int = Field(15, ge=0)             # paper: up to 15 items
     # Titles of context items (history, neighbours) are shortened to this many characters;
     # the target's text is never cut.
-    context_title_chars: int = Field(60, ge=8)
+    context_title_chars: int = Field(24, ge=8)
     # Budget: prefix <= token_budget - suffix_reserve tokens (see text.fit_prefix).
-    token_budget: int = Field(320, ge=32)
-    suffix_reserve: int = Field(48, ge=8)
+    token_budget: int = Field(256, ge=32)
+    suffix_reserve: int = Field(64, ge=8)
     # Trim floors: stage 1 keeps this many newest own items, stage 2 this many neighbours.
     history_keep: int = Field(5, ge=0)
     neighbours_keep: int = Field(1, ge=0)
     # Which training samples get prompts: a seeded subset (hash of seed and sample_id) of
-    # min(train_max, ceil(train_fraction * n_train)) samples; valid/test get all.
-    train_fraction: float = Field(0.1, gt=0, le=1)
-    train_max: int | None = Field(512, ge=1)
+    # min(train_max, ceil(train_fraction * n_train)) samples; valid/test get all. Default:
+    # every training sample (the paper's few-shot pool: train_fraction < 0.1).
+    train_fraction: float = Field(1.0, gt=0, le=1)
+    train_max: int | None = Field(None, ge=1)
     seed: int = 42
 
     @model_validator(mode="after")

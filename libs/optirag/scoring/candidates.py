@@ -18,34 +18,18 @@ same rows, and the partition is replaced atomically (``replaceWhere``).
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from optirag import faults
-from optirag.config import Config, parse_date, section
+from optirag.config import Config, parse_date
 from optirag.prompts.builder import allowed_interactions
+from optirag.scoring.config import CandidatesConfig, candidates_config
 from optirag.tables import (
     CANDIDATES, INTERACTIONS, NEIGHBOURS, SAMPLES, USER_INDEX, read_table, write_table,
 )
-
-
-class CandidatesConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    per_user: int = Field(50, ge=1)
-    users: Literal["graph", "samples"] = "graph"
-    max_users: int | None = Field(None, ge=1)
-    retriever: str = "gcn"           # which neighbours partition feeds the neighbour items
-    include_eval: bool = True
-    eval_splits: list[str] = Field(default_factory=lambda: ["valid", "test"])
-    eval_max: int | None = Field(None, ge=1)  # a deterministic subset of the eval samples
-    files: int = Field(4, ge=1)      # output files per date, each holding whole users
-
-
-def candidates_config(cfg: Config) -> CandidatesConfig:
-    return section(CandidatesConfig, cfg.candidates, "candidates")
 
 
 def active_users(spark: SparkSession, lake: str, ccfg: CandidatesConfig) -> DataFrame:

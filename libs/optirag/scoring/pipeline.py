@@ -29,46 +29,20 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
 from optirag import faults
-from optirag.config import Config, ConfigError, section
+from optirag.config import Config, ConfigError
+from optirag.scoring.config import ScoringConfig, scoring_config
 from optirag.tables import CANDIDATES, SCORE_REJECTS, SCORES, arrow_schema
 
 log = logging.getLogger(__name__)
-
-
-class ScoringConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    variant: str = "gcn"                 # prompt variant = scorer/exit-heads variant
-    scorer_version: str | None = None    # None: promoted, else newest; "base": untuned model
-    heads_version: str | None = None     # None: promoted, else newest (must fit the scorer)
-    early_exit: bool = True
-    # heads: the exit rule chosen on valid with the heads (jobs.train_exit_heads), else the
-    # config's early_exit.tau / window; config: always the config's
-    rule_from: Literal["heads", "config"] = "heads"
-    shared_prefix: bool = True
-    batch_size: int = Field(32, ge=1)    # rows per model forward
-    block_rows: int = Field(256, ge=1)   # rows per Ray Data batch
-    actors: int = Field(1, ge=1)
-    actor_num_cpus: float = Field(1.0, gt=0)
-    prompt_num_cpus: float = Field(0.25, gt=0)
-    read_num_cpus: float = Field(0.25, gt=0)
-    num_gpus: float = Field(0.0, ge=0)   # per scorer actor (GPU workers on a cluster)
-    torch_threads: int = Field(1, ge=1)
-    max_rows: int | None = Field(None, ge=1)
-    progress_seconds: float = Field(10.0, gt=0)
-
-
-def scoring_config(cfg: Config) -> ScoringConfig:
-    return section(ScoringConfig, cfg.scoring, "scoring")
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,52 @@
+"""The ``candidates:`` and ``scoring:`` sections of the platform config, validated by their
+owners (optirag.scoring.candidates and optirag.scoring.pipeline). Kept apart from that code,
+which needs Spark and Arrow, so that load_config can validate them anywhere."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from optirag.config import Config, section
+
+
+class CandidatesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    per_user: int = Field(50, ge=1)
+    users: Literal["graph", "samples"] = "graph"
+    max_users: int | None = Field(None, ge=1)
+    retriever: str = "gcn"           # which neighbours partition feeds the neighbour items
+    include_eval: bool = True
+    eval_splits: list[str] = Field(default_factory=lambda: ["valid", "test"])
+    eval_max: int | None = Field(None, ge=1)  # a deterministic subset of the eval samples
+    files: int = Field(4, ge=1)      # output files per date, each holding whole users
+
+
+def candidates_config(cfg: Config) -> CandidatesConfig:
+    return section(CandidatesConfig, cfg.candidates, "candidates")
+
+
+class ScoringConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variant: str = "gcn"                 # prompt variant = scorer/exit-heads variant
+    scorer_version: str | None = None    # None: promoted, else newest; "base": untuned model
+    heads_version: str | None = None     # None: promoted, else newest (must fit the scorer)
+    early_exit: bool = True
+    # heads: the exit rule chosen on valid with the heads (jobs.train_exit_heads), else the
+    # config's early_exit.tau / window; config: always the config's
+    rule_from: Literal["heads", "config"] = "heads"
+    shared_prefix: bool = True
+    batch_size: int = Field(32, ge=1)    # rows per model forward
+    block_rows: int = Field(256, ge=1)   # rows per Ray Data batch
+    actors: int = Field(1, ge=1)
+    actor_num_cpus: float = Field(1.0, gt=0)
+    prompt_num_cpus: float = Field(0.25, gt=0)
+    read_num_cpus: float = Field(0.25, gt=0)
+    num_gpus: float = Field(0.0, ge=0)   # per scorer actor (GPU workers on a cluster)
+    torch_threads: int = Field(1, ge=1)
+    max_rows: int | None = Field(None, ge=1)
+    progress_seconds: float = Field(10.0, gt=0)
+
+
+def scoring_config(cfg: Config) -> ScoringConfig:
+    return section(ScoringConfig, cfg.scoring, "scoring")
