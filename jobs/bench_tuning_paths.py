@@ -1,10 +1,11 @@
 """Tuning as prompts vs with shared prefixes: all-in speed and test AUC on the same rows.
 
-python -m jobs.bench_tuning_paths --dataset movielens100k --lake /tmp/lake --variant gcn --n 4000 --targets-per-prefix 8
-Tunes the variant's scorer twice with the recipe's settings on the same n training rows
-(whole runs of k consecutive samples of a user): once as prompts of their own, once with
-k targets behind each shared prefix; scores the whole test split with each and merges both,
-the all-in speedup and the paired AUC difference into reports/bench/tuning_paths.json.
+python -m jobs.bench_tuning_paths --dataset movielens100k --lake /tmp/lake --variant gcn --n 4000 --targets-per-prefix 8,16
+Tunes the variant's scorer with the recipe's settings on the same n training rows (whole
+runs of max-k consecutive samples of a user): once as prompts of their own, then with k
+targets behind each shared prefix for each k; scores the whole test split with each and
+merges every path, its all-in speedup and its paired AUC difference against the prompt path
+into reports/bench/tuning_paths.json.
 """
 import argparse
 import json
@@ -20,19 +21,22 @@ def main() -> int:
     add_common_args(parser)
     parser.add_argument("--variant", default="gcn", choices=VARIANTS)
     parser.add_argument("--n", type=int, default=None, help="training rows (default: every prompt)")
-    parser.add_argument("--targets-per-prefix", type=int, default=8)
+    parser.add_argument("--targets-per-prefix", default="8,16", help="comma list of k >= 2")
     parser.add_argument("--out", default="reports/bench", help="folder of tuning_paths.json")
     args = parser.parse_args()
     if args.n is not None and args.n < 1:
         parser.error("--n must be a positive number of rows")
+    try:
+        ks = [int(k) for k in args.targets_per_prefix.split(",") if k.strip()]
+    except ValueError:
+        parser.error(f"--targets-per-prefix: {args.targets_per_prefix!r} is not a comma list of integers")
     cfg = config_from_args(args)
     from optirag.spark import get_spark
     from optirag_bench.tuning_paths import compare_paths
 
-    record = compare_paths(get_spark(cfg), cfg, args.variant, args.n, args.targets_per_prefix,
+    record = compare_paths(get_spark(cfg), cfg, args.variant, args.n, ks,
                            Path(args.out) / "tuning_paths.json")
-    print(json.dumps({k: record[k] for k in ("n", "targets_per_prefix", "prefixes", "prompt", "packed",
-                                             "all_in_speedup", "packed_minus_prompt")}, indent=2))
+    print(json.dumps({"n": record["n"], "paths": record["paths"]}, indent=2))
     return 0
 
 

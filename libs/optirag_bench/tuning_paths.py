@@ -1,17 +1,18 @@
 """Tuning as prompts vs tuning with shared prefixes, on the same rows (jobs.bench_tuning_paths).
 
-    rows      tuning_set(n, k): whole runs of k consecutive training samples of a user
-              (the rows both paths tune on; the packed path's blocks)
+    rows      tuning_set(n, max k): whole runs of k consecutive training samples of a user
+              (the rows every path tunes on)
     prompt    tune_lora on the rows as prompts of their own (today's path)
-    packed    tune_lora on the same rows, k targets behind each shared prefix
-              (optirag.llm.packing), the same recipe and seed
+    packed k  tune_lora on the same rows, k targets behind each shared prefix
+              (optirag.llm.packing; a smaller k splits the runs), same recipe and seed
     each      all-in seconds = the frozen bottom's pass over the training rows + the
               epochs; the whole test split scored with the tuned adapters (prompts as
-              served, the test rows' bottom computed once for both) -> AUC [95% CI]
-    -> reports/bench/tuning_paths.json: datasets.<d>.variants.<v>.runs["n<n>_k<k>"]:
-       both paths, the all-in speedup (packed over prompt) and the paired AUC difference
+              served, the test rows' bottom computed once for all paths) -> AUC [95% CI]
+    -> reports/bench/tuning_paths.json: datasets.<d>.variants.<v>.runs["n<n>"]: every
+       path, each packed path's all-in speedup over the prompt path and its paired AUC
+       difference (packed - prompt)
 
-Early stopping's valid pass is left out of both (the same work for either path; with one
+Early stopping's valid pass is left out of every path (the same work for each; with one
 epoch it keeps the only epoch anyway), so the speedup is the training's own.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ from optirag.evaluation.data import (
 from optirag.evaluation.metrics import ctr_metrics, paired_auc_difference, write_report
 from optirag.llm.config import ModelConfig
 from optirag.llm.layerwise import BottomCache
+from optirag.llm.packing import split_blocks
 from optirag.llm.loading import load_model
 from optirag.llm.scoring import answer_tokens
 from optirag.llm.tuning import frozen_batches, top_probabilities, tune_lora
@@ -64,9 +66,10 @@ def _tune_and_score(mcfg: ModelConfig, examples, blocks, test, cache: BottomCach
 
 
 def compare_paths(spark: SparkSession, cfg: Config, variant: str, n: int | None,
-                  targets_per_prefix: int, out: Path) -> dict[str, Any]:
-    """Both paths on the same `n` rows (None: every training prompt); merged into `out`."""
-    if targets_per_prefix < 2:
+                  ks: list[int], out: Path) -> dict[str, Any]:
+    """The prompt path and a packed path per k in `ks`, all on the same `n` rows (None:
+    every training prompt); merged into `out`."""
+    if not ks or min(ks) < 2:
         raise ValueError("--targets-per-prefix must be >= 2: 1 is the prompt path itself")
     mcfg = ModelConfig.model_validate(cfg.model)
     ecfg = evaluation_config(cfg)
@@ -75,30 +78,35 @@ def compare_paths(spark: SparkSession, cfg: Config, variant: str, n: int | None,
     built = read_prompts(spark, cfg, variant, ["train"])
     if built.empty:
         raise FileNotFoundError(f"no training prompts for variant {variant!r}: run jobs.build_prompts")
-    train, blocks = tuning_set(spark, cfg, built, n, ecfg.seed, targets_per_prefix)
+    train, runs = tuning_set(spark, cfg, built, n, ecfg.seed, max(ks))
+    own_prefix = [t[: int(c)] for t, c in zip(train["text"], train["prefix_chars"])]
     test = read_prompts(spark, cfg, variant, ["test"])
     examples = labelled_pairs(train)
     frozen = (mcfg.tuning.trainable_from or 1) - 1
     cache = BottomCache(frozen) if frozen and mcfg.tuning.cache_frozen else None
     mcfg = mcfg.model_copy(update={"tuning": mcfg.tuning.model_copy(update={"patience": None})})
-    log.info("tuning paths %s/%s: %d rows, %d shared prefixes", cfg.dataset.name, variant,
-             len(examples), len(blocks))
     paths, scores = {}, {}
-    for name, packing in (("prompt", None), ("packed", blocks)):
-        paths[name], scores[name] = _tune_and_score(mcfg, examples, packing, test, cache)
+    for k in [1, *sorted(set(ks))]:
+        name = "prompt" if k == 1 else f"packed_k{k}"
+        blocks = None if k == 1 else split_blocks(runs, k, own_prefix)
+        log.info("tuning paths %s/%s: %s on %d rows", cfg.dataset.name, variant, name, len(examples))
+        paths[name], scores[name] = _tune_and_score(mcfg, examples, blocks, test, cache)
+        if blocks is not None:
+            paths[name].update(
+                prefixes=len(blocks),
+                all_in_speedup=round(paths["prompt"]["all_in_seconds"] / paths[name]["all_in_seconds"], 2),
+                minus_prompt=paired_auc_difference(test["label"], scores[name], scores["prompt"]))
         log.info("tuning paths %s: %s", name, paths[name])
     record = {
-        "n": len(examples), "targets_per_prefix": targets_per_prefix, "prefixes": len(blocks),
-        "mean_prompt_tokens": round(float(train["n_tokens"].mean()), 1), "test_rows": len(test),
-        "data_version": data_version(spark, cfg), "retriever_version": retriever_version(train),
-        "tuning": mcfg.tuning.model_dump(), **paths,
-        "all_in_speedup": round(paths["prompt"]["all_in_seconds"] / paths["packed"]["all_in_seconds"], 2),
-        "packed_minus_prompt": paired_auc_difference(test["label"], scores["packed"], scores["prompt"]),
-        "environment": environment(), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "n": len(examples), "mean_prompt_tokens": round(float(train["n_tokens"].mean()), 1),
+        "test_rows": len(test), "data_version": data_version(spark, cfg),
+        "retriever_version": retriever_version(train), "tuning": mcfg.tuning.model_dump(),
+        "paths": paths, "environment": environment(),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     doc = json.loads(out.read_text()) if out.is_file() else {}
-    runs = (doc.setdefault("datasets", {}).setdefault(cfg.dataset.name, {})
-            .setdefault("variants", {}).setdefault(variant, {}).setdefault("runs", {}))
-    runs[f"n{len(examples)}_k{targets_per_prefix}"] = record
+    found = (doc.setdefault("datasets", {}).setdefault(cfg.dataset.name, {})
+             .setdefault("variants", {}).setdefault(variant, {}).setdefault("runs", {}))
+    found[f"n{len(examples)}"] = record
     write_report(out, doc)
     return record

@@ -286,28 +286,31 @@ def test_a_packed_tuning_set_is_whole_runs_of_a_users_consecutive_samples(spark,
     assert none is None and len(plain) == 5
 
 
-def test_the_tuning_paths_bench_tunes_both_paths_on_the_same_rows(spark, trained, tmp_path):
-    """jobs.bench_tuning_paths' body: prompt and packed tunings of the same rows, each with
-    its all-in rate and test AUC, and their paired difference (nothing saved to the store)."""
+def test_the_tuning_paths_bench_tunes_every_path_on_the_same_rows(spark, trained, tmp_path):
+    """jobs.bench_tuning_paths' body: the prompt path and packed paths (k = 2, 3) on the same
+    rows, each with its all-in rate and test AUC, the packed ones with their speedup and paired
+    difference against the prompt path (nothing saved to the model store)."""
     from optirag_bench.tuning_paths import compare_paths
 
     cfg, _ = trained
     before = sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir())
-    record = compare_paths(spark, cfg, "none", 6, 3, tmp_path / "tuning_paths.json")
+    record = compare_paths(spark, cfg, "none", 6, [3, 2], tmp_path / "tuning_paths.json")
     saved = json.loads((tmp_path / "tuning_paths.json").read_text())
-    assert saved["datasets"][cfg.dataset.name]["variants"]["none"]["runs"]["n6_k3"] == record
-    assert record["n"] == 6 and record["prefixes"] == 2          # two users' runs of three
-    for path in ("prompt", "packed"):
-        assert record[path]["all_in_examples_per_s"] > 0 and record[path]["steps"] > 0
-        lo, hi = record[path]["test_auc_ci95"]
-        assert lo <= record[path]["test_auc"] <= hi
-    diff = record["packed_minus_prompt"]
-    assert diff["diff"] == pytest.approx(record["packed"]["test_auc"] - record["prompt"]["test_auc"])
-    assert record["all_in_speedup"] == pytest.approx(
-        record["prompt"]["all_in_seconds"] / record["packed"]["all_in_seconds"], abs=0.01)
+    assert saved["datasets"][cfg.dataset.name]["variants"]["none"]["runs"]["n6"] == record
+    paths = record["paths"]
+    assert record["n"] == 6 and list(paths) == ["prompt", "packed_k2", "packed_k3"]
+    assert paths["packed_k3"]["prefixes"] == 2 and paths["packed_k2"]["prefixes"] == 4  # two users' runs of 3
+    for name, path in paths.items():
+        assert path["all_in_examples_per_s"] > 0 and path["steps"] > 0
+        lo, hi = path["test_auc_ci95"]
+        assert lo <= path["test_auc"] <= hi
+        if name != "prompt":
+            assert path["minus_prompt"]["diff"] == pytest.approx(path["test_auc"] - paths["prompt"]["test_auc"])
+            assert path["all_in_speedup"] == pytest.approx(
+                paths["prompt"]["all_in_seconds"] / path["all_in_seconds"], abs=0.01)
     assert sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir()) == before
     with pytest.raises(ValueError, match="targets-per-prefix must be >= 2"):
-        compare_paths(spark, cfg, "none", 6, 1, tmp_path / "x.json")
+        compare_paths(spark, cfg, "none", 6, [1, 2], tmp_path / "x.json")
 
 
 def test_train_scorer_packs_targets_behind_shared_prefixes(spark, trained):

@@ -6,7 +6,7 @@ import torch
 
 from optirag.llm.config import TuningConfig
 from optirag.llm.layerwise import frozen_bottom, length_buckets, top_logits
-from optirag.llm.packing import Block, packed_batches, plan_blocks
+from optirag.llm.packing import Block, packed_batches, plan_blocks, split_blocks
 from optirag.llm.scoring import yes_probability
 from optirag.llm.tiny import tiny_causal_lm
 from optirag.llm.tuning import tune_lora
@@ -92,6 +92,10 @@ def test_blocks_are_a_users_consecutive_samples_behind_the_oldest_prefix():
     assert blocks == [Block("P1|", ("s1", "s2", "s3"), (2, 4, 0)), Block("P4|", ("s4",), (3,)),
                       Block("Q1|", ("t1", "t2"), (5, 1))]
     assert sorted(i for b in plan_blocks(frame, 1) for i in b.examples) == list(range(6))
+    own = [t[:c] for t, c in zip(frame["text"], frame["prefix_chars"])]
+    assert split_blocks(blocks, 2, own) == [
+        Block("P1|", ("s1", "s2"), (2, 4)), Block("P3|", ("s3",), (0,)), Block("P4|", ("s4",), (3,)),
+        Block("Q1|", ("t1", "t2"), (5, 1))]
     with pytest.raises(ValueError, match="re-run jobs.build_prompts"):
         plan_blocks(frame.assign(prefix_chars=[3, None, 3, 3, 3, 3]), 2)
 

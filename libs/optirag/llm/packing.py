@@ -70,6 +70,18 @@ def plan_blocks(frame: pd.DataFrame, targets_per_prefix: int) -> list[Block]:
     return blocks
 
 
+def split_blocks(blocks: Sequence[Block], targets_per_prefix: int, prefixes: Sequence[str]) -> list[Block]:
+    """Each block cut into blocks of up to `targets_per_prefix` targets, each behind its own
+    first target's prefix (`prefixes[i]`: example i's own prefix): the same rows packed
+    with a smaller k, for comparisons on equal rows."""
+    out = []
+    for block in blocks:
+        for a in range(0, len(block.examples), targets_per_prefix):
+            part = slice(a, a + targets_per_prefix)
+            out.append(Block(prefixes[block.examples[a]], block.suffixes[part], block.examples[part]))
+    return out
+
+
 def _pack(prefix: Sequence[int], suffixes: Sequence[Sequence[int]]
           ) -> tuple[list[int], list[int], list[int], list[int]]:
     """(ids, position ids, segment ids, answer columns) of one packed row."""
