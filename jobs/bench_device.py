@@ -22,7 +22,7 @@ def main() -> int:
     parser.add_argument("--source", default=None, help="base model source (default: the bundle's config)")
     parser.add_argument("--out", default="reports/bench/scoring_device.json")
     args = parser.parse_args()
-    from optirag.scoring.bench_device import run_bundle
+    from optirag_bench.device import run_bundle
 
     result = run_bundle(Path(args.bundle), args.device, args.dtype,
                         [int(b) for b in args.batch_sizes.split(",")], args.repeats, args.source)

@@ -42,7 +42,7 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from optirag.early_exit import bench
+    from optirag_bench import early_exit as bench
     from optirag.spark import get_spark
 
     out = Path(args.out)
@@ -84,7 +84,7 @@ def _save(path: Path, doc: dict) -> None:
 
 
 def sweep_recipes(args, out: Path) -> int:
-    from optirag.early_exit.recipes import recipe_grid, sweep_head_recipes
+    from optirag_bench.exit_recipes import recipe_grid, sweep_head_recipes
     from optirag.spark import get_spark
 
     values = {}

@@ -1,4 +1,4 @@
-"""This engine against llama.cpp on the same rows (see optirag.scoring.peers).
+"""This engine against llama.cpp on the same rows (see optirag_bench.peers).
 
 python -m jobs.bench_peers --dataset bookcrossing --lake /tmp/lake --llama-cpp-src DIR
 Needs llama-cpp-python (a bench-only install: `make bench-peers` builds it from its PyPI
@@ -28,7 +28,7 @@ def main() -> int:
     parser.add_argument("--out", default="reports/bench/peers.json")
     args = parser.parse_args()
     cfg = config_from_args(args)
-    from optirag.scoring.bench_run import run_peers
+    from optirag_bench.scoring_run import run_peers
 
     result = run_peers(cfg, args)
     print(json.dumps({"scorers": result["scorers"], "ours_best_vs_best_peer": result["ours_best_vs_best_peer"]},

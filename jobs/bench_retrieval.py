@@ -25,7 +25,7 @@ def main() -> int:
     if "://" not in edges and not os.path.isdir(edges):
         raise FileNotFoundError(f"no ingested lake at {cfg.dataset_lake()}: run jobs.ingest "
                                 f"(make ingest LAKE={cfg.lake}) first")
-    from optirag.retrieval.bench import run_retrieval_bench
+    from optirag_bench.retrieval import run_retrieval_bench
     from optirag.spark import get_spark
 
     result = run_retrieval_bench(get_spark(cfg), cfg, args.out, args.users, args.threads,

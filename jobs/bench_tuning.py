@@ -30,7 +30,7 @@ def main() -> int:
     if bad:
         parser.error(f"--sizes: {bad} are neither positive integers nor 'all'")
     cfg = config_from_args(args)
-    from optirag.evaluation.learning_curve import learning_curve
+    from optirag_bench.learning_curve import learning_curve
     from optirag.spark import get_spark
 
     record = learning_curve(get_spark(cfg), cfg, args.variant, sizes, Path(args.out) / "tuning.json",

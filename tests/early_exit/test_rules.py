@@ -94,7 +94,7 @@ def test_the_rule_is_chosen_cheapest_within_the_auc_budget_and_the_agreement_gua
     and is refused by min_agreement; with the guard off the cheaper, reordering one wins."""
     import numpy as np
 
-    from optirag.early_exit.bench import agreement, choose
+    from optirag.early_exit.calibration import agreement, choose
 
     grid = [
         {"tau": 0.0, "auc": 0.70, "flops_ratio": 1.0, "agreement": 1.0},

@@ -165,7 +165,7 @@ def test_evaluate_early_exit_scores_the_eval_rows_with_the_chosen_rule(spark, tr
     assert list(ee["test"]["head_auc"]) == ["2", "3", "4", "5", "6"]   # each head alone
     assert ee["test"]["head_auc"]["6"] == pytest.approx(ee["test"]["auc_full_depth"])
     # the bench (Figures 3-5) chooses its rule the same way, on its own rows
-    from optirag.early_exit.bench import bench_dataset
+    from optirag_bench.early_exit import bench_dataset
 
     bench = bench_dataset(spark, cfg, "none", max_rows=0, timing_rows=3, repeats=1)
     assert bench["heads_version"] == heads["heads_version"] and bench["test_rows"] == 3
@@ -191,7 +191,7 @@ def test_evaluate_early_exit_scores_the_eval_rows_with_the_chosen_rule(spark, tr
 def test_head_recipe_sweep_fits_fresh_heads_per_recipe_on_valid(spark, trained):
     """jobs.bench_early_exit --head-recipes: every combination, each from fresh heads on the
     same cached features; the full-depth column is the scorer's own answer on valid."""
-    from optirag.early_exit.recipes import recipe_grid, sweep_head_recipes
+    from optirag_bench.exit_recipes import recipe_grid, sweep_head_recipes
 
     cfg, summary = trained
     recipes = recipe_grid({"lr0": [0.05], "epochs": [1, 20], "distill": [0.0, 1.0]})
@@ -216,7 +216,7 @@ def test_head_recipe_sweep_fits_fresh_heads_per_recipe_on_valid(spark, trained):
 def test_learning_curve_tunes_nested_sizes_and_writes_rates(spark, trained, tmp_path):
     """jobs.bench_tuning's body on the tiny lake: one tuning per size, AUC with its interval,
     the training rate per size, merged into the JSON file (nothing saved to the model store)."""
-    from optirag.evaluation.learning_curve import learning_curve
+    from optirag_bench.learning_curve import learning_curve
 
     cfg, _ = trained
     before = sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir())
@@ -244,7 +244,7 @@ def test_learning_curve_takes_the_production_point_from_the_eval_file_even_witho
     """The size the production run was tuned on (all, or evaluation.train_examples) is that
     run of the eval file (same data and retriever version); a lake rebuilt without that
     scorer still gets its AUC and train time, its recipe marked unchecked."""
-    from optirag.evaluation.learning_curve import _from_eval
+    from optirag_bench.learning_curve import _from_eval
 
     test = {"n": 969, "auc": 0.68, "auc_ci95": [0.65, 0.72]}
     run = {"model_version": "m-gone", "train_examples": 7747, "data_version": "dv1",

@@ -207,7 +207,7 @@ def test_evaluation_report_agrees_with_the_written_table(spark, ray_runtime, tin
 
 
 def test_retrieval_bench_writes_its_report(spark, tiny_lake, tmp_path):
-    from optirag.retrieval.bench import run_retrieval_bench
+    from optirag_bench.retrieval import run_retrieval_bench
 
     cfg = _cfg(tiny_lake, model="tiny")
     res = run_retrieval_bench(spark, cfg, str(tmp_path), n_users=20, threads=1, sizes=(300, 1200),

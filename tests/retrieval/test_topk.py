@@ -129,7 +129,7 @@ def test_rejects_non_finite_embeddings():
 
 def test_memory_is_bounded_by_the_blocks():
     """12k users all-pairs: an N x N float32 matrix would be 550 MB; the blocks ~1 MB."""
-    from optirag.retrieval.bench import bench_search_subprocess
+    from optirag_bench.retrieval import bench_search_subprocess
 
     r = bench_search_subprocess(timeout=300, n_users=12_000, dim=16, n_queries=None, block_size=128,
                                 candidate_block_size=2048, threads=2)

@@ -84,7 +84,7 @@ def test_shared_prefix_with_early_exit_gives_the_same_exit_layers(tiny_model, to
 
 
 def test_the_ideal_prefix_speedup_counts_the_tokens_each_path_runs():
-    from optirag.scoring.bench import ideal_speedup_prefix
+    from optirag_bench.scoring import ideal_speedup_prefix
 
     prefixes, suffixes = [[1, 2], [3]], [[7, 8, 9], [7, 8, 5, 6], [7, 4], [7, 8]]
     # independent: 5 + 6 + 3 + 3 tokens; shared: prefixes [1, 2, 7, 8] and [3, 7] once, then 1 + 2 + 1 + 1
@@ -106,7 +106,7 @@ def test_the_scoring_bench_times_an_fp32_twin_of_a_bf16_scorer_on_the_same_rows(
     with their speedup ratios and the bf16-vs-fp32 score difference."""
     import copy
 
-    from optirag.scoring import bench
+    from optirag_bench import scoring as bench
 
     group, suffixes = _rows()
     prefix_ids, suffix_ids = encode_pairs(tokenizer, USERS, suffixes)

@@ -6,9 +6,9 @@ exit heads, and the exit rule they serve with is chosen on valid:
       -> fit_heads (lr0 * exp(-beta * d) per head; epochs over the cached states)
     valid prompts (the evaluation's valid rows)
       -> the same forward -> every head's P(Yes) -> (calibration.platt: each head's Platt
-         fit, installed in the heads) -> calibrate: the cheapest (tau, m) within
-         early_exit.calibration.max_auc_loss of the full-depth valid AUC, ranking rows
-         as the full depth does (Spearman >= calibration.min_agreement)
+         fit, installed in the heads) -> calibrate (optirag.early_exit.calibration): the
+         cheapest (tau, m) within early_exit.calibration.max_auc_loss of the full-depth
+         valid AUC, ranking rows as the full depth does (Spearman >= calibration.min_agreement)
     -> exit_heads/<variant>/<version>: safetensors + meta (scorer version, the chosen rule)
 
 The nightly scorer and jobs.evaluate_early_exit serve the rule in the heads' meta, so the
@@ -24,13 +24,26 @@ import time
 from typing import Any
 
 import pandas as pd
+import torch
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from optirag import registry
 from optirag.config import Config
+from optirag.early_exit.calibration import calibrate_scaled
 from optirag.early_exit.config import EarlyExitConfig
-from optirag.evaluation.data import data_version
+from optirag.early_exit.heads import ExitHeads, save_exit_heads
+from optirag.early_exit.training import (
+    build_head_optimizer, collect_exit_features, epoch_mean_losses, fit_heads, stack_exit_probabilities,
+)
+from optirag.evaluation.config import evaluation_config
+from optirag.evaluation.data import data_version, in_length_order
+from optirag.evaluation.replicas import heads_kind, replica_seed, scorer_kind
+from optirag.evaluation.run import eval_prompts
+from optirag.llm.config import ModelConfig
+from optirag.llm.loading import load_model
+from optirag.llm.scoring import answer_tokens
+from optirag.llm.tuning import load_tuned
 from optirag.tables import PROMPTS, read_table
 
 
@@ -53,11 +66,6 @@ def prompt_rows(spark: SparkSession, cfg: Config, variant: str, splits: list[str
 def prompt_features(model, tokenizer, answer, rows: pd.DataFrame, layers, ee: EarlyExitConfig):
     """(states at `layers`, the model's final P(Yes), labels) of prompt `rows`, in their order;
     collected in length order (less padding)."""
-    import torch
-
-    from optirag.early_exit.training import collect_exit_features
-    from optirag.evaluation.data import in_length_order
-
     states, p_final = in_length_order(rows, lambda texts: collect_exit_features(
         model, tokenizer, texts, layers, ee.training.feature_batch_size, None,
         ee.training.progress, answer=answer))
@@ -67,11 +75,6 @@ def prompt_features(model, tokenizer, answer, rows: pd.DataFrame, layers, ee: Ea
 def calibrate_on_valid(model, tokenizer, heads, valid: pd.DataFrame, ee: EarlyExitConfig) -> dict[str, Any]:
     """The rule chosen for trained `heads` on the `valid` prompts: the meta record that
     `heads.calibrated_rule` reads back ({"rule": None, "reason"} when nothing can be chosen)."""
-    import torch
-
-    from optirag.early_exit.bench import calibrate_scaled
-    from optirag.early_exit.training import stack_exit_probabilities
-
     if valid.empty or valid["label"].nunique() < 2:
         return {"rule": None, "reason": f"{len(valid)} valid rows with {valid['label'].nunique()} "
                                         "label value(s): no AUC to choose the rule by"}
@@ -97,12 +100,6 @@ def calibrate_on_valid(model, tokenizer, heads, valid: pd.DataFrame, ee: EarlyEx
 def load_variant_scorer(cfg: Config, variant: str, version: str | None = None, seed: int | None = None):
     """(model, tokenizer, answer, scorer model_version) of `scorer/<variant>` (or its replica
     tuned with `seed`); version "base" is the untuned model (zero-shot)."""
-    from optirag.evaluation.replicas import scorer_kind
-    from optirag.llm.config import ModelConfig
-    from optirag.llm.loading import load_model
-    from optirag.llm.scoring import answer_tokens
-    from optirag.llm.tuning import load_tuned
-
     model_cfg = ModelConfig.model_validate(cfg.model)
     if version == "base":
         model, tokenizer = load_model(model_cfg)
@@ -118,15 +115,6 @@ def train_heads(spark: SparkSession, cfg: Config, variant: str, scorer_version: 
                 max_examples: int | None = None, seed: int | None = None) -> dict[str, Any]:
     """Heads for `scorer/<variant>`, or for its replica tuned with `seed` (not the config's
     own tuning seed). The heads' own init seed is early_exit.training.seed either way."""
-    import torch
-
-    from optirag.early_exit.heads import ExitHeads, save_exit_heads
-    from optirag.early_exit.training import build_head_optimizer, epoch_mean_losses, fit_heads
-    from optirag.evaluation.config import evaluation_config
-    from optirag.evaluation.replicas import heads_kind, replica_seed
-    from optirag.evaluation.run import eval_prompts
-    from optirag.llm.config import ModelConfig
-
     started = time.time()
     seed = replica_seed(ModelConfig.model_validate(cfg.model), seed)
     ee = early_exit_config(cfg)

@@ -22,6 +22,10 @@ from pyspark.sql import SparkSession
 
 from optirag import registry
 from optirag.config import Config
+from optirag.early_exit.calibration import auc, calibrate, head_aucs, p_matrix, replay
+from optirag.early_exit.heads import calibrated_rule, load_exit_heads
+from optirag.early_exit.job import early_exit_config
+from optirag.early_exit.rules import build_rule, simulate_exits
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import data_version, in_length_order
 from optirag.evaluation.metrics import auc_interval
@@ -38,11 +42,6 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
                         seed: int | None = None) -> dict:
     """Evaluate `variants`' scorers with their exit heads (or their seed replicas' with
     `seed`); a variant without prompts, scorer or matching heads is skipped with the reason."""
-    from optirag.early_exit.bench import auc, calibrate, head_aucs, p_matrix, replay
-    from optirag.early_exit.heads import calibrated_rule, load_exit_heads
-    from optirag.early_exit.job import early_exit_config
-    from optirag.early_exit.rules import build_rule, simulate_exits
-
     mcfg = ModelConfig.model_validate(cfg.model)
     seed = replica_seed(mcfg, seed)
     ecfg, ee = evaluation_config(cfg), early_exit_config(cfg)

@@ -1,5 +1,5 @@
 """early_exit.json keeps every (dataset, variant) result across bench runs."""
-from optirag.early_exit.bench import merge_result
+from optirag_bench.early_exit import merge_result
 
 
 def _result(dataset, variant, auc):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from optirag.scoring import peers
+from optirag_bench import peers
 
 
 def test_agreement_is_measured_against_the_reference_scorer():

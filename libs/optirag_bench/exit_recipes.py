@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
-from optirag.early_exit.bench import auc, calibrate, head_aucs
+from optirag.early_exit.calibration import auc, calibrate, head_aucs
 from optirag.early_exit.heads import ExitHeads
+from optirag.early_exit.job import early_exit_config, load_variant_scorer, prompt_features, prompt_rows
 from optirag.early_exit.training import epoch_mean_losses, fit_heads, stack_exit_probabilities
 
 RECIPE_KEYS = ("lr0", "epochs", "distill")
@@ -42,8 +43,6 @@ def sweep_head_recipes(spark, cfg, variant: str, recipes: list[dict[str, Any]],
                        max_auc_loss: float | None = None) -> dict[str, Any]:
     """Each recipe (overrides of early_exit.training) on the variant's scorer: head AUCs and
     the calibrated rule's AUC / FLOPs ratio on valid."""
-    from optirag.early_exit.job import early_exit_config, load_variant_scorer, prompt_features, prompt_rows
-
     ee = early_exit_config(cfg)
     model, tokenizer, answer, version = load_variant_scorer(cfg, variant)
     model.requires_grad_(False).eval()

@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
+
+from optirag.early_exit.heads import ExitHeads
+from optirag.early_exit.rules import never_exit
+from optirag.scoring.prefix import fold_shared_lead, score_independent, score_shared_prefix
+from optirag_bench.peers import time_scorers
 
 
 def matmul_peak_flops(threads: int, n: int = 1024, repeats: int = 5,
@@ -60,8 +66,6 @@ def rows_flops(model, prefix_ids, suffix_ids, group) -> tuple[float, float, floa
 
 def ideal_speedup_prefix(prefix_ids, suffix_ids, group) -> float:
     """Tokens through the layers, independent prompts / shared prefix (see the docstring)."""
-    from optirag.scoring.prefix import fold_shared_lead
-
     users = sorted(set(group))
     folded_p, folded_s = fold_shared_lead(prefix_ids, suffix_ids, np.asarray(group))
     independent = sum(len(prefix_ids[g]) + len(s) for g, s in zip(group, suffix_ids))
@@ -72,11 +76,6 @@ def time_variants(model, heads, rule, prefix_ids, suffix_ids, group, batch_size,
                   repeats: int, fp32_model=None) -> dict[str, Any]:
     """(a)-(d) with `model` in its serving dtype; with `fp32_model` (when that dtype is not
     fp32) also (a) and (c) in fp32, interleaved with the others: the dtype's speedup."""
-    from optirag.early_exit.heads import ExitHeads
-    from optirag.early_exit.rules import never_exit
-    from optirag.scoring.peers import time_scorers
-    from optirag.scoring.prefix import score_independent, score_shared_prefix
-
     full_heads = ExitHeads.final_only(model, heads.answer)
     variants = {
         "full_independent": (model, score_independent, full_heads, never_exit),
@@ -118,15 +117,11 @@ class TreeRss:
     """Peak summed RSS of a process and all its descendants (sampled)."""
 
     def __init__(self, pid: int, every: float = 0.25):
-        import psutil
-
         self.proc, self.every, self.peak = psutil.Process(pid), every, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        import psutil
-
         while not self._stop.is_set():
             total = 0
             try:

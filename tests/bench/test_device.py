@@ -3,7 +3,7 @@ import copy
 
 import torch
 
-from optirag.scoring.bench_device import apply_delta, delta_names, lowrank_delta
+from optirag_bench.device import apply_delta, delta_names, lowrank_delta
 
 
 def test_lowrank_delta_round_trip(tiny_model):

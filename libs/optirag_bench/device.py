@@ -10,7 +10,8 @@ same rows. The bundle (`jobs.bench_scoring --device-bundle DIR`) holds:
   heads/            the exit heads, as saved by train_exit_heads
 The worker prepares the base model from its own source (the package's GGUF, or a local
 folder via --source), adds the delta in fp32, casts to --dtype, checks its fp32 scores
-against the CPU's, and times the four variants of `bench.time_variants` per batch size.
+against the CPU's, and times the four variants of `optirag_bench.scoring.time_variants` per
+batch size.
 """
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from optirag.early_exit.config import EarlyExitConfig
+from optirag.early_exit.heads import ExitHeads, load_exit_heads
+from optirag.early_exit.rules import build_rule, never_exit
+from optirag.llm.config import ModelConfig
+from optirag.llm.loading import load_model_from, prepare_model, torch_dtype
+from optirag.llm.scoring import answer_tokens
+from optirag.scoring.prefix import score_shared_prefix
+from optirag_bench.scoring import rows_flops, summarize, time_variants
 
 INPUTS, DELTA, HEADS = "inputs.json", "delta.safetensors", "heads"
 
@@ -74,9 +84,6 @@ def export_bundle(out: Path, spec: dict[str, Any], model, prefix_ids, suffix_ids
                   batch_size: int, pad_id: int, reference: dict[str, list[float]],
                   reference_rows: int) -> dict[str, Any]:
     """Write the bundle for `run_bundle`; `model` is the tuned scorer spec resolves to."""
-    from optirag.llm.config import ModelConfig
-    from optirag.llm.loading import load_model_from, prepare_model
-
     out.mkdir(parents=True, exist_ok=True)
     model_cfg = ModelConfig.model_validate(spec["model_cfg"])
     base, _ = load_model_from(prepare_model(model_cfg), model_cfg)
@@ -100,10 +107,6 @@ def export_bundle(out: Path, spec: dict[str, Any], model, prefix_ids, suffix_ids
 def reference_scores(model, heads, rule, prefix_ids, suffix_ids, group, batch_size, pad_id,
                      rows: int) -> dict[str, list[float]]:
     """CPU fp32 P(Yes) of the first `rows` rows, full depth and with exit (shared prefix)."""
-    from optirag.early_exit.heads import ExitHeads
-    from optirag.early_exit.rules import never_exit
-    from optirag.scoring.prefix import score_shared_prefix
-
     full = ExitHeads.final_only(model, heads.answer)
     sub = list(group[:rows])
     return {"full": score_shared_prefix(model, full, never_exit, prefix_ids, suffix_ids[:rows], sub,
@@ -127,14 +130,6 @@ def _gemm_peak(device: str, dtype: torch.dtype, n: int = 8192, repeats: int = 10
 def run_bundle(bundle: Path, device: str, dtype: str, batch_sizes: list[int], repeats: int,
                source: str | None = None) -> dict[str, Any]:
     """Parity (fp32 on `device` vs the CPU reference) and timings in `dtype` per batch size."""
-    from optirag.early_exit.config import EarlyExitConfig
-    from optirag.early_exit.heads import load_exit_heads
-    from optirag.early_exit.rules import build_rule
-    from optirag.llm.config import ModelConfig
-    from optirag.llm.loading import load_model_from, prepare_model, torch_dtype
-    from optirag.llm.scoring import answer_tokens
-    from optirag.scoring import bench
-
     doc = json.loads((bundle / INPUTS).read_text())
     cfg = dict(doc["model_cfg"], device="cpu", dtype="float32", **({"source": source} if source else {}))
     model_cfg = ModelConfig.model_validate(cfg)
@@ -156,16 +151,16 @@ def run_bundle(bundle: Path, device: str, dtype: str, batch_sizes: list[int], re
     low = reference_scores(model, heads, rule, prefix_ids, suffix_ids, group, doc["batch_size"], pad_id, rows)
     drift = _max_diff(low, doc["reference"])
 
-    flops, prefix_len, suffix_len = bench.rows_flops(model, prefix_ids, suffix_ids, group)
+    flops, prefix_len, suffix_len = rows_flops(model, prefix_ids, suffix_ids, group)
     peak = _gemm_peak(device, torch_dtype(dtype)) if device.startswith("cuda") else None
     by_batch = {}
     for bs in batch_sizes:
-        bench.time_variants(model, heads, rule, prefix_ids, suffix_ids[:bs * 2], group[:bs * 2], bs, pad_id, 1)  # warm-up
-        variants = bench.time_variants(model, heads, rule, prefix_ids, suffix_ids, group, bs, pad_id, repeats)
+        time_variants(model, heads, rule, prefix_ids, suffix_ids[:bs * 2], group[:bs * 2], bs, pad_id, 1)  # warm-up
+        variants = time_variants(model, heads, rule, prefix_ids, suffix_ids, group, bs, pad_id, repeats)
         achieved = flops / variants["full_independent"]["seconds_median"]
         by_batch[str(bs)] = {
             "throughput": {k: v["rows_per_s"] for k, v in variants.items() if "rows_per_s" in v},
-            **bench.summarize(variants), "variants": variants,
+            **summarize(variants), "variants": variants,
             "model_flops_per_s": achieved, "roofline_ratio": achieved / peak if peak else None}
         print(json.dumps({"batch_size": bs, **by_batch[str(bs)]["throughput"]}), flush=True)
     return {"device": torch.cuda.get_device_name() if device.startswith("cuda") else device,

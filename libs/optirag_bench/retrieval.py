@@ -108,7 +108,7 @@ def bench_search(
 def bench_search_subprocess(timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
     """:func:`bench_search` in a fresh interpreter (own peak RSS); same keyword args."""
     code = (
-        "import json, sys; from optirag.retrieval.bench import bench_search; "
+        "import json, sys; from optirag_bench.retrieval import bench_search; "
         "print(json.dumps(bench_search(**json.loads(sys.argv[1]))))"
     )
     # a fixed mmap threshold: glibc otherwise raises it after the first large frees and
@@ -215,6 +215,8 @@ def bench_retrievers(spark: Any, cfg: Any, n_users: int = 500, threads: int = 1,
     does not, so the LLM time for every warm user is also extrapolated (labelled as such).
     Also measured: the job's real search (all sample users against all warm users).
     """
+    # imported here, not at the top: bench_search's subprocess imports this module and its
+    # peak RSS must not count Spark's or transformers' code
     from optirag.config import ConfigError
     from optirag.llm.config import ModelConfig
     from optirag.llm.loading import load_model

@@ -1,9 +1,21 @@
-"""Body of ``jobs.bench_scoring`` (see optirag.scoring.bench for what is measured)."""
+"""Bodies of ``jobs.bench_scoring`` and ``jobs.bench_peers``, on the nightly job's own rows
+(see optirag_bench.scoring and optirag_bench.peers for what is measured):
+
+    candidates[--date] (built if missing) -> the first --users users' first
+      --candidates-per-user candidates (peers: + a seeded subset of the labelled eval ones)
+      -> the nightly context's prefixes and suffixes -> token ids, with the scorer, heads and
+         rule the nightly job would load
+    run_bench              the variants (a)-(d) in process, the Ray job at 1 and 2 actors,
+                           peak memory vs candidate-set size -> scoring.json + .png
+    export_device_bundle   only the bundle a GPU worker times (optirag_bench.device)
+    run_peers              ours vs llama.cpp on the same token ids -> peers.json + .png
+"""
 from __future__ import annotations
 
 import copy
 import json
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +24,27 @@ import torch
 from pyspark.sql import functions as F
 
 from optirag.config import Config
+from optirag.early_exit.heads import ExitHeads
+from optirag.early_exit.rules import never_exit
 from optirag.environment import environment
-from optirag.scoring import bench
+from optirag.evaluation.data import seeded_subset
+from optirag.evaluation.metrics import paired_auc_difference
+from optirag.scoring.candidates import write_candidates
+from optirag.scoring.context import item_targets, suffix_builder, user_prefixes
+from optirag.scoring.pipeline import load_scorer, resolve_models, scoring_config
+from optirag.scoring.prefix import encode_pairs
+from optirag.spark import get_spark
+from optirag.tables import CANDIDATES, read_table
+from optirag_bench import peers
+from optirag_bench import scoring as bench
+from optirag_bench.device import export_bundle, reference_scores
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _bench_rows(spark, cfg: Config, date: str, n_users: int, per_user: int):
     """The first n_users users (by user_id) with >= per_user non-eval candidates, and
     their first per_user candidates (the candidate order: neighbour items, then popular)."""
-    from optirag.tables import CANDIDATES, read_table
-
     cand = (read_table(spark, CANDIDATES, cfg.dataset_lake())
             .where((F.col("score_date") == date) & (F.col("source") != "eval")))
     users = (cand.groupBy("user_id").count().where(F.col("count") >= per_user)
@@ -44,9 +66,6 @@ def _job_args(cfg: Config, args, *sets: str) -> list[str]:
 def _eval_rows(spark, cfg: Config, date: str, n: int, seed: int = 0):
     """The date's labelled eval candidates, a seeded subset of `n`: ({user: [items]}, labels
     per (user, item))."""
-    from optirag.evaluation.data import seeded_subset
-    from optirag.tables import CANDIDATES, read_table
-
     rows = (read_table(spark, CANDIDATES, cfg.dataset_lake())
             .where((F.col("score_date") == date) & (F.col("source") == "eval") & F.col("label").isNotNull())
             .select("sample_id", "user_id", "item_id", "label").toPandas())
@@ -59,9 +78,6 @@ def _eval_rows(spark, cfg: Config, date: str, n: int, seed: int = 0):
 
 def _encode_rows(spark, cfg: Config, scfg, spec, tokenizer, chosen: dict[str, list[str]]):
     """{user: [items]} -> the nightly job's (prefix ids, suffix ids, group, users), users sorted."""
-    from optirag.scoring.context import item_targets, suffix_builder, user_prefixes
-    from optirag.scoring.prefix import encode_pairs
-
     tokenizer_dir = spec["scorer_dir"] or spec["base_dir"]
     users_df = spark.createDataFrame([(u,) for u in chosen], "user_id string")
     prefixes, retriever_version = user_prefixes(spark, cfg, users_df, scfg.variant, tokenizer_dir)
@@ -79,8 +95,6 @@ def _encode_rows(spark, cfg: Config, scfg, spec, tokenizer, chosen: dict[str, li
 
 def _bench_inputs(spark, cfg: Config, args, scfg):
     """The bench rows as token ids, with the scorer the nightly job would load."""
-    from optirag.scoring.pipeline import load_scorer, resolve_models
-
     chosen = _bench_rows(spark, cfg, args.date, args.users, args.candidates_per_user)
     spec = resolve_models(cfg, scfg)
     model, tokenizer, heads, rule = load_scorer(spec)
@@ -89,11 +103,7 @@ def _bench_inputs(spark, cfg: Config, args, scfg):
 
 
 def export_device_bundle(cfg: Config, args) -> dict[str, Any]:
-    """Only the bundle a GPU worker times (see optirag.scoring.bench_device)."""
-    from optirag.scoring.bench_device import export_bundle, reference_scores
-    from optirag.scoring.pipeline import scoring_config
-    from optirag.spark import get_spark
-
+    """Only the bundle a GPU worker times (see optirag_bench.device)."""
     spark = get_spark(cfg)
     scfg = scoring_config(cfg)
     _ensure_candidates(spark, cfg, args.date)
@@ -106,9 +116,6 @@ def export_device_bundle(cfg: Config, args) -> dict[str, Any]:
 
 
 def _ensure_candidates(spark, cfg: Config, date: str) -> None:
-    from optirag.scoring.candidates import write_candidates
-    from optirag.tables import CANDIDATES, read_table
-
     have = (Path(CANDIDATES.path(cfg.dataset_lake()), "_delta_log").is_dir() and
             read_table(spark, CANDIDATES, cfg.dataset_lake()).where(F.col("score_date") == date).limit(1).count())
     if not have:
@@ -117,9 +124,6 @@ def _ensure_candidates(spark, cfg: Config, date: str) -> None:
 
 
 def run_bench(cfg: Config, args) -> dict[str, Any]:
-    from optirag.scoring.pipeline import scoring_config
-    from optirag.spark import get_spark
-
     spark = get_spark(cfg)
     scfg = scoring_config(cfg)
     _ensure_candidates(spark, cfg, args.date)
@@ -187,14 +191,7 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
 
 
 def run_peers(cfg: Config, args) -> dict[str, Any]:
-    """jobs.bench_peers: the four scorers of optirag.scoring.peers on the same rows."""
-    from optirag.early_exit.heads import ExitHeads
-    from optirag.early_exit.rules import never_exit
-    from optirag.evaluation.metrics import paired_auc_difference
-    from optirag.scoring import peers
-    from optirag.scoring.pipeline import scoring_config
-    from optirag.spark import get_spark
-
+    """jobs.bench_peers: the four scorers of optirag_bench.peers on the same rows."""
     spark = get_spark(cfg)
     scfg = scoring_config(cfg)
     _ensure_candidates(spark, cfg, args.date)
@@ -262,8 +259,6 @@ def _write(result: dict[str, Any], out: Path, plot) -> dict[str, Any]:
 
 
 def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(dist)
     except PackageNotFoundError:
