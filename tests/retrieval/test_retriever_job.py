@@ -216,7 +216,8 @@ def test_retrieval_bench_writes_its_report(spark, tiny_lake, tmp_path):
     assert saved["users"] == res["users"] == 20 and saved["k"] == 4
     for key in ("gcn_seconds", "llm_seconds", "speedup", "search_users_per_s", "peak_rss_mb"):
         assert saved[key] > 0, key
-    assert saved["speedup"] == pytest.approx(saved["llm_seconds"] / saved["gcn_seconds"], rel=1e-2)
+    # rounded to 3 decimals in the report: under load the tiny ratio can be ~0.03
+    assert saved["speedup"] == pytest.approx(saved["llm_seconds"] / saved["gcn_seconds"], rel=1e-2, abs=6e-4)
     assert saved["gcn_seconds"] >= saved["gcn_seconds_excluding_training"]
     assert [s["users"] for s in saved["scaling"]] == [300, 1200]
     assert all(s["queries"] == 100 and s["peak_rss_mb"] > 0 for s in saved["scaling"])
