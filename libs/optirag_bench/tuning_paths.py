@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ def _tune_and_score(mcfg: ModelConfig, examples, blocks, test, cache: BottomCach
     started = time.time()
     result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer, blocks=blocks)
     all_in = time.time() - started
+    load = os.getloadavg()[1]   # the 5-minute load as the tuning ends: others' work skews a rate
     tuned = result.model.get_base_model()
     frozen = (mcfg.tuning.trainable_from or 1) - 1
     batches = frozen_batches(tuned, tokenizer, test["text"].tolist(), mcfg.tuning, frozen,
@@ -62,7 +64,8 @@ def _tune_and_score(mcfg: ModelConfig, examples, blocks, test, cache: BottomCach
             "bottom_seconds": result.train_cache_seconds, "train_seconds": round(train_seconds, 1),
             "all_in_seconds": round(all_in, 1),
             "all_in_examples_per_s": round(len(examples) / all_in, 2),
-            "loss": result.epochs[-1]["loss"], "steps": len(result.losses)}, scores
+            "loss": result.epochs[-1]["loss"], "steps": len(result.losses),
+            "load_average_5min": round(load, 2)}, scores
 
 
 def compare_paths(spark: SparkSession, cfg: Config, variant: str, n: int | None,
