@@ -14,7 +14,7 @@ from pathlib import Path
 
 from optirag.reporting.reports_manifest import (FILES, HISTORICAL, OF_RECORD, STALE, SUPERSEDED, entry_for,
                                                 files_on_disk)
-from optirag.reporting.versions import measured_on, of_record, sources
+from optirag.reporting.versions import Versions, measured_on, of_record, sources
 
 
 def unlisted(reports: Path) -> list[str]:
@@ -32,7 +32,7 @@ def unlisted(reports: Path) -> list[str]:
     return out
 
 
-def _fmt(v) -> str:
+def _fmt(v: Versions) -> str:
     return ", ".join(sorted(v.scorers) + [f"data {d}" for d in sorted(v.data)])
 
 
@@ -52,6 +52,11 @@ def off_record(reports: Path) -> list[str]:
     return out
 
 
+def _names(reports: Path, note: str, name: str) -> bool:
+    path = Path(reports) / note
+    return path.is_file() and name in path.read_text(encoding="utf-8")
+
+
 def uncited(reports: Path) -> list[str]:
     out = []
     for rel, entry in FILES.items():
@@ -60,9 +65,9 @@ def uncited(reports: Path) -> list[str]:
         notes = [n.strip() for n in entry.note.split(",") if n.strip()]
         if not notes:
             out.append(f"reports/{rel}: {entry.status} but no note cites it (a note, or remove the file)")
-        name = Path((sources(rel, entry) or [rel])[0].partition(":")[0]).name   # a PNG: its JSON
+        name = Path((sources(rel, entry) or [rel])[0].partition(":")[0]).name   # a PNG: its JSON's name
         out += [f"reports/{rel}: its note reports/{n} does not name {name}" for n in notes
-                if name not in ((Path(reports) / n).read_text(encoding="utf-8") if (Path(reports) / n).is_file() else "")]
+                if not _names(reports, n, name)]
     return out
 
 
@@ -78,9 +83,11 @@ def uncommitted(repo: Path) -> list[str]:
         target = MAKE_TARGET.match(cmd)
         if target and not re.search(rf"^{re.escape(target.group(1))}:", makefile, re.M):
             out.append(f"reports/{rel}: no Makefile target {target.group(1)}")
-        out += [f"reports/{rel}: no jobs/{job}.py" for job in JOB.findall(cmd) if not (Path(repo) / "jobs" / f"{job}.py").is_file()]
+        out += [f"reports/{rel}: no jobs/{job}.py" for job in JOB.findall(cmd)
+                if not (Path(repo) / "jobs" / f"{job}.py").is_file()]
     return out
 
 
 def problems(reports: Path, repo: Path | None = None) -> list[str]:
-    return unlisted(reports) + off_record(reports) + uncited(reports) + uncommitted(repo or Path(reports).resolve().parent)
+    repo = repo or Path(reports).resolve().parent
+    return unlisted(reports) + off_record(reports) + uncited(reports) + uncommitted(repo)

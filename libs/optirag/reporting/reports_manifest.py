@@ -45,8 +45,9 @@ class Entry:
     optional: bool = False      # may be absent (a bench that has not landed yet)
 
 
-REPORT = "make report"
-EE, BENCH_SCORING, PEERS = "make bench-early-exit", "make bench-scoring", "make bench-peers"
+REPORT, EE, BENCH_SCORING, PEERS = "make report", "make bench-early-exit", "make bench-scoring", "make bench-peers"
+EVALUATE, BASELINES = REPORT + " (jobs.evaluate, jobs.evaluate_early_exit)", REPORT + " (jobs.train_baselines)"
+RETRIEVER, OLD_PNG = REPORT + " (jobs.evaluate_retriever)", "drawn 2026-11-27, older than its JSON"
 PREFIX_BF16 = ("python -m jobs.bench_scoring --dataset bookcrossing --lake L --job-rows 0 --memory-rows '' "
                "--set scoring.torch_threads=2 --repeats 5 --out reports/bench/scoring_prefix_bf16.json")
 PEERS_LORA16 = ("python -m jobs.bench_peers --dataset bookcrossing --lake L --llama-cpp-src DIR --set scoring.rule_from=config "
@@ -59,34 +60,34 @@ FILES: dict[str, Entry] = {
     "REPORT.md": Entry(OF_RECORD, REPORT),
     "report_jobs.json": Entry(OF_RECORD, REPORT, note="notes/runs.md"),
     # make report's inputs (reporting/inputs.py) and figures
-    "eval/bookcrossing.json": Entry(OF_RECORD, REPORT + " (jobs.evaluate, jobs.evaluate_early_exit)", note="notes/eval.md"),
-    "eval/movielens100k.json": Entry(OF_RECORD, REPORT + " (jobs.evaluate, jobs.evaluate_early_exit)", note="notes/eval.md"),
-    "eval/baselines_bookcrossing.json": Entry(OF_RECORD, REPORT + " (jobs.train_baselines)"),
-    "eval/baselines_movielens100k.json": Entry(OF_RECORD, REPORT + " (jobs.train_baselines)"),
-    "eval/baselines_amazon.json": Entry(OF_RECORD, REPORT + " (jobs.train_baselines)"),
-    "eval/retrieval_bookcrossing.json": Entry(OF_RECORD, REPORT + " (jobs.evaluate_retriever)"),
-    "eval/retrieval_movielens100k.json": Entry(STALE, REPORT + " (jobs.evaluate_retriever)",
-                                               why="an older MovieLens lake (data version and GCN retriever)"),
+    "eval/bookcrossing.json": Entry(OF_RECORD, EVALUATE, note="notes/eval.md"),
+    "eval/movielens100k.json": Entry(OF_RECORD, EVALUATE, note="notes/eval.md"),
+    "eval/baselines_bookcrossing.json": Entry(OF_RECORD, BASELINES),
+    "eval/baselines_movielens100k.json": Entry(OF_RECORD, BASELINES),
+    "eval/baselines_amazon.json": Entry(OF_RECORD, BASELINES),
+    "eval/retrieval_bookcrossing.json": Entry(OF_RECORD, RETRIEVER),
+    "eval/retrieval_movielens100k.json": Entry(STALE, RETRIEVER, why="an older MovieLens lake (data and GCN retriever)"),
     "bench/retrieval_bookcrossing.json": Entry(OF_RECORD, "make bench-retrieval"),
     "bench/retrieval_bookcrossing.png": Entry(OF_RECORD, "make bench-retrieval", source="bench/retrieval_bookcrossing.json"),
     "bench/retrieval_movielens100k.json": Entry(OF_RECORD, "make bench-retrieval"),
     "bench/retrieval_movielens100k.png": Entry(OF_RECORD, "make bench-retrieval", source="bench/retrieval_movielens100k.json"),
-    "bench/early_exit.json": Entry(STALE, EE),
-    "bench/early_exit_k.png": Entry(STALE, EE, source="bench/early_exit.json", why="drawn 2026-11-27, older than its JSON"),
-    "bench/early_exit_tau.png": Entry(STALE, EE, source="bench/early_exit.json", why="drawn 2026-11-27, older than its JSON"),
-    "bench/early_exit_window.png": Entry(STALE, EE, source="bench/early_exit.json", why="drawn 2026-11-27, older than its JSON"),
+    "bench/early_exit.json": Entry(STALE, EE, why="BookCrossing's 2026-12-03 scorer, MovieLens' few-shot ones"),
+    "bench/early_exit_k.png": Entry(STALE, EE, source="bench/early_exit.json", why=OLD_PNG),
+    "bench/early_exit_tau.png": Entry(STALE, EE, source="bench/early_exit.json", why=OLD_PNG),
+    "bench/early_exit_window.png": Entry(STALE, EE, source="bench/early_exit.json", why=OLD_PNG),
     "bench/tuning.json": Entry(OF_RECORD, "make bench-tuning", note="notes/tuning.md"),
     "figures/fig2_retrieval_speedup.png": Entry(OF_RECORD, REPORT, source="bench/retrieval_bookcrossing.json, "
                                                                       "bench/retrieval_movielens100k.json"),
     **{f"figures/fig{n}_{kind}_{d}.png": Entry(STALE, REPORT, source=f"bench/early_exit.json:datasets.{d}")
        for n, kind in ((3, "tau"), (4, "window"), (5, "k")) for d in ("bookcrossing", "movielens100k")},
     # other benches of record
-    "bench/scoring.json": Entry(STALE, BENCH_SCORING, note="notes/scoring.md"),
+    "bench/scoring.json": Entry(STALE, BENCH_SCORING, note="notes/scoring.md", why="BookCrossing's 2026-12-02 scorer"),
     "bench/scoring.png": Entry(STALE, BENCH_SCORING, source="bench/scoring.json"),
     "bench/peers.json": Entry(STALE, PEERS, note="notes/scoring.md", why="the bf16 recipe's scorer"),
     "bench/peers.png": Entry(STALE, PEERS, source="bench/peers.json"),
     "bench/scoring_device.json": Entry(STALE, "python -m jobs.bench_device --bundle B --device cuda --dtype bfloat16 "
-                                              "(on a GPU box; B from jobs.bench_scoring --device-bundle B)"),
+                                              "(on a GPU box; B from jobs.bench_scoring --device-bundle B)",
+                                       why="a scorer of 2026-11-27"),
     "bench/scoring_prefix_bf16.json": Entry(OF_RECORD, PREFIX_BF16, note="notes/scoring.md"),
     "bench/scoring_prefix_bf16.png": Entry(OF_RECORD, PREFIX_BF16, source="bench/scoring_prefix_bf16.json"),
     # measured on fresh tunings of the base model, not on a stored scorer
