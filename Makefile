@@ -21,7 +21,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-e2e ingest check demo bench bench-retrieval bench-early-exit bench-scoring bench-tuning bench-tuning-paths bench-peers report airflow airflow-setup clean-lake help \
+.PHONY: setup test test-e2e ingest check demo bench bench-retrieval bench-early-exit bench-scoring bench-tuning bench-tuning-paths bench-peers report reports-manifest airflow airflow-setup clean-lake help \
 	dist cluster-up cluster-down cluster-status cluster-demo test-cluster config
 
 help:
@@ -36,6 +36,7 @@ help:
 	@echo "make bench   - benchmarks -> reports/bench/*.json"
 	@echo "make bench-peers - this engine vs llama.cpp (builds llama-cpp-python once, bench-only)"
 	@echo "make report  - the paper's tables on our data -> reports/REPORT.md"
+	@echo "make reports-manifest - reports/README.md: every file in reports/, its command, versions, status"
 	@echo "make cluster-up / cluster-down - a Spark standalone + a Ray cluster on 127.0.0.1 (CLUSTER_DIR)"
 	@echo "make cluster-demo - the demo-size nightly chain submitted to them (spark-submit, ray job submit)"
 
@@ -95,6 +96,7 @@ demo: setup
 
 # Benchmarks print numbers and write JSON under reports/bench/ (never timed assertions in tests).
 bench: bench-retrieval bench-early-exit bench-scoring
+	$(PY) -m jobs.reports_manifest
 
 bench-retrieval: setup
 	$(PY) -m jobs.bench_retrieval --dataset bookcrossing --lake $(LAKE)
@@ -145,6 +147,12 @@ REPORT_TRAIN ?= all
 REPORT_SEEDS ?= 1
 report: setup
 	$(PY) -m jobs.report --lake $(LAKE) --data $(DATA) --datasets $(REPORT_DATASETS) --train $(REPORT_TRAIN) --seeds $(REPORT_SEEDS)
+	$(PY) -m jobs.reports_manifest
+
+# reports/README.md from the table in libs/optirag/reporting/reports_manifest.py (what each file
+# under reports/ is, the command that makes it, whether it is of record); after any new result.
+reports-manifest: setup
+	$(PY) -m jobs.reports_manifest
 
 $(AIRFLOW_STAMP):
 	test -x $(AIRFLOW_PY) || $(PYTHON_BOOT) -m venv $(AIRFLOW_VENV)

@@ -1,6 +1,6 @@
 """The documentation holds together: relative links resolve, the README stays a newcomer's page.
 
-Checked pages: README.md, docs/*.md and reports/notes/*.md. A link is a Markdown
+Checked pages: README.md, docs/*.md, reports/README.md and reports/notes/*.md. A link is a Markdown
 ``[text](target)`` (or ``![alt](target)``) outside code; its ``#anchor`` is ignored, and
 URLs (``https:``, ``mailto:``, ...) and in-page anchors are not checked. A target is
 relative to the page and must exist in the checkout (a file, or a folder).
@@ -14,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-PAGES = sorted([README, *(REPO / "docs").glob("*.md"), *(REPO / "reports" / "notes").glob("*.md")])
+PAGES = sorted([README, REPO / "reports" / "README.md", *(REPO / "docs").glob("*.md"),
+                *(REPO / "reports" / "notes").glob("*.md")])
 
 README_MAX_LINES = 250
 FIRST_SCREEN = 40
