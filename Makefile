@@ -132,10 +132,10 @@ bench-tuning: setup
 	$(PY) -m jobs.bench_tuning --dataset bookcrossing --lake $(LAKE) --variant gcn
 	$(PY) -m jobs.bench_tuning --dataset movielens100k --lake $(LAKE) --variant gcn
 
-# Tuning as prompts vs with 8 and 16 targets behind each shared prefix, on the same 4,000 MovieLens
-# rows (reports/bench/tuning_paths.json): all-in speedup and paired test AUC, ~40 min on 2 cores.
+# Tuning as prompts vs with 8 and 16 targets behind each shared prefix, on the same 2,000 MovieLens
+# rows (reports/bench/tuning_paths.json): all-in speedup and paired test AUC, ~35 min on 2 cores.
 bench-tuning-paths: setup
-	$(PY) -m jobs.bench_tuning_paths --dataset movielens100k --lake $(LAKE) --variant gcn --n 4000 --targets-per-prefix 8,16
+	$(PY) -m jobs.bench_tuning_paths --dataset movielens100k --lake $(LAKE) --variant gcn --n 2000 --targets-per-prefix 8,16
 
 # Trains what the reports lack (hours on 2 cores from a clean lake: docs/evaluation.md), then
 # writes reports/REPORT.md. REPORT_DATASETS=movielens100k for one; REPORT_TRAIN=none to
