@@ -1,6 +1,6 @@
 """Tuning as prompts vs with shared prefixes: all-in speed and test AUC on the same rows.
 
-python -m jobs.bench_tuning_paths --dataset movielens100k --lake /tmp/lake --variant gcn --n 4000 --targets-per-prefix 8,16
+python -m jobs.bench_tuning_paths --dataset movielens100k --lake /tmp/lake --variant gcn --n 2000 --targets-per-prefix 8,16
 Tunes the variant's scorer with the recipe's settings on the same n training rows (whole
 runs of max-k consecutive samples of a user): once as prompts of their own, then with k
 targets behind each shared prefix for each k; scores the whole test split with each and
