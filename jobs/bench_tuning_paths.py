@@ -23,6 +23,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=None, help="training rows (default: every prompt)")
     parser.add_argument("--targets-per-prefix", default="8,16", help="comma list of k >= 2")
     parser.add_argument("--out", default="reports/bench", help="folder of tuning_paths.json")
+    parser.add_argument("--no-test", action="store_true",
+                        help="speed only: skip scoring the test split (no AUC; runs[\"n<n>_speed\"])")
     args = parser.parse_args()
     if args.n is not None and args.n < 1:
         parser.error("--n must be a positive number of rows")
@@ -35,7 +37,7 @@ def main() -> int:
     from optirag_bench.tuning_paths import compare_paths
 
     record = compare_paths(get_spark(cfg), cfg, args.variant, args.n, ks,
-                           Path(args.out) / "tuning_paths.json")
+                           Path(args.out) / "tuning_paths.json", score_test=not args.no_test)
     print(json.dumps({"n": record["n"], "paths": record["paths"]}, indent=2))
     return 0
 

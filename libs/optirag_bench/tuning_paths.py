@@ -53,14 +53,18 @@ def _tune_and_score(mcfg: ModelConfig, examples, blocks, test, cache: BottomCach
     result = tune_lora(model, tokenizer, examples, mcfg.tuning, answer, blocks=blocks)
     all_in = time.time() - started
     load = os.getloadavg()[1]   # the 5-minute load as the tuning ends: others' work skews a rate
-    tuned = result.model.get_base_model()
-    frozen = (mcfg.tuning.trainable_from or 1) - 1
-    batches = frozen_batches(tuned, tokenizer, test["text"].tolist(), mcfg.tuning, frozen,
-                             mcfg.max_length, cache, "test")
-    scores = top_probabilities(tuned, batches, frozen, answer)
-    metrics = ctr_metrics(test["label"], scores)
     train_seconds = sum(e["seconds"] for e in result.epochs)
-    return {"test_auc": metrics["auc"], "test_auc_ci95": metrics["auc_ci95"],
+    record: dict[str, Any] = {}
+    scores = None
+    if test is not None:
+        tuned = result.model.get_base_model()
+        frozen = (mcfg.tuning.trainable_from or 1) - 1
+        batches = frozen_batches(tuned, tokenizer, test["text"].tolist(), mcfg.tuning, frozen,
+                                 mcfg.max_length, cache, "test")
+        scores = top_probabilities(tuned, batches, frozen, answer)
+        metrics = ctr_metrics(test["label"], scores)
+        record = {"test_auc": metrics["auc"], "test_auc_ci95": metrics["auc_ci95"]}
+    return {**record,
             "bottom_seconds": result.train_cache_seconds, "train_seconds": round(train_seconds, 1),
             "all_in_seconds": round(all_in, 1),
             "all_in_examples_per_s": round(len(examples) / all_in, 2),
@@ -69,9 +73,10 @@ def _tune_and_score(mcfg: ModelConfig, examples, blocks, test, cache: BottomCach
 
 
 def compare_paths(spark: SparkSession, cfg: Config, variant: str, n: int | None,
-                  ks: list[int], out: Path) -> dict[str, Any]:
+                  ks: list[int], out: Path, score_test: bool = True) -> dict[str, Any]:
     """The prompt path and a packed path per k in `ks`, all on the same `n` rows (None:
-    every training prompt); merged into `out`."""
+    every training prompt); merged into `out`. Without `score_test`, speed only: no AUC
+    (the whole test split's bottom pass costs more than a small tuning on a slow CPU)."""
     if not ks or min(ks) < 2:
         raise ValueError("--targets-per-prefix must be >= 2: 1 is the prompt path itself")
     mcfg = ModelConfig.model_validate(cfg.model)
@@ -83,7 +88,7 @@ def compare_paths(spark: SparkSession, cfg: Config, variant: str, n: int | None,
         raise FileNotFoundError(f"no training prompts for variant {variant!r}: run jobs.build_prompts")
     train, runs = tuning_set(spark, cfg, built, n, ecfg.seed, max(ks))
     own_prefix = [t[: int(c)] for t, c in zip(train["text"], train["prefix_chars"])]
-    test = read_prompts(spark, cfg, variant, ["test"])
+    test = read_prompts(spark, cfg, variant, ["test"]) if score_test else None
     examples = labelled_pairs(train)
     frozen = (mcfg.tuning.trainable_from or 1) - 1
     cache = BottomCache(frozen) if frozen and mcfg.tuning.cache_frozen else None
@@ -97,12 +102,14 @@ def compare_paths(spark: SparkSession, cfg: Config, variant: str, n: int | None,
         if blocks is not None:
             paths[name].update(
                 prefixes=len(blocks),
-                all_in_speedup=round(paths["prompt"]["all_in_seconds"] / paths[name]["all_in_seconds"], 2),
-                minus_prompt=paired_auc_difference(test["label"], scores[name], scores["prompt"]))
+                all_in_speedup=round(paths["prompt"]["all_in_seconds"] / paths[name]["all_in_seconds"], 2))
+            if test is not None:
+                paths[name]["minus_prompt"] = paired_auc_difference(test["label"], scores[name],
+                                                                    scores["prompt"])
         log.info("tuning paths %s: %s", name, paths[name])
     record = {
         "n": len(examples), "mean_prompt_tokens": round(float(train["n_tokens"].mean()), 1),
-        "test_rows": len(test), "data_version": data_version(spark, cfg),
+        "test_rows": len(test) if test is not None else 0, "data_version": data_version(spark, cfg),
         "retriever_version": retriever_version(train), "tuning": mcfg.tuning.model_dump(),
         "paths": paths, "environment": environment(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -110,6 +117,6 @@ def compare_paths(spark: SparkSession, cfg: Config, variant: str, n: int | None,
     doc = json.loads(out.read_text()) if out.is_file() else {}
     found = (doc.setdefault("datasets", {}).setdefault(cfg.dataset.name, {})
              .setdefault("variants", {}).setdefault(variant, {}).setdefault("runs", {}))
-    found[f"n{len(examples)}"] = record
+    found[f"n{len(examples)}" + ("" if score_test else "_speed")] = record
     write_report(out, doc)
     return record

@@ -309,6 +309,11 @@ def test_the_tuning_paths_bench_tunes_every_path_on_the_same_rows(spark, trained
             assert path["all_in_speedup"] == pytest.approx(
                 paths["prompt"]["all_in_seconds"] / path["all_in_seconds"], abs=0.01)
     assert sorted(p.name for p in (cfg.model_store() / "scorer" / "none").iterdir()) == before
+    speed = compare_paths(spark, cfg, "none", 6, [3], tmp_path / "tuning_paths.json", score_test=False)
+    assert speed["test_rows"] == 0 and "test_auc" not in speed["paths"]["packed_k3"]
+    assert speed["paths"]["packed_k3"]["all_in_speedup"] > 0
+    runs = json.loads((tmp_path / "tuning_paths.json").read_text())["datasets"][cfg.dataset.name]
+    assert set(runs["variants"]["none"]["runs"]) == {"n6", "n6_speed"}     # merged, not replaced
     with pytest.raises(ValueError, match="targets-per-prefix must be >= 2"):
         compare_paths(spark, cfg, "none", 6, [1, 2], tmp_path / "x.json")
 
