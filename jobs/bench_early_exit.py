@@ -11,20 +11,19 @@ exit early: head AUCs, AUC and FLOPs ratio on valid only -> reports/bench/exit_h
 """
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from optirag.cli import run_job
-from optirag.config import load_config
+from optirag.config import config_from_args, default_env, default_model
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lake", required=True)
     parser.add_argument("--datasets", default="bookcrossing,movielens100k")
-    parser.add_argument("--env", default=os.environ.get("OPTIRAG_ENV", "local"))
-    parser.add_argument("--model", default=os.environ.get("OPTIRAG_MODEL", "cpu-small"))
+    parser.add_argument("--env", default=default_env())
+    parser.add_argument("--model", default=default_model())
     parser.add_argument("--variants", default="gcn", help="comma list; gcn is the one swept and plotted")
     parser.add_argument("--max-rows", type=int, default=300, help="valid/test rows per dataset")
     parser.add_argument("--timing-rows", type=int, default=48)
@@ -72,7 +71,7 @@ def main() -> int:
 def _runs(args):
     """(dataset, variant, config) for every dataset x variant asked for."""
     for name in args.datasets.split(","):
-        cfg = load_config(name, env=args.env, model=args.model, lake=args.lake, overrides=args.overrides)
+        cfg = config_from_args(args, dataset=name)
         for variant in args.variants.split(","):
             yield name, variant, cfg
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from optirag.cli import run_job
+from optirag.config import default_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,7 @@ def main() -> int:
                         help="root of the raw datasets (for an empty lake)")
     parser.add_argument("--raw", action="append", default=[], metavar="DATASET=PATH",
                         help="raw folder of one dataset (default: <data>/<shared folder name>)")
-    parser.add_argument("--env", default=os.environ.get("OPTIRAG_ENV", "local"))
+    parser.add_argument("--env", default=default_env())
     parser.add_argument("--seeds", type=int, default=1,
                         help="tuning seeds per LLM run (the config's seed + replicas) for mean ± std")
     parser.add_argument("--dry-run", action="store_true", help="print the jobs it would run, run nothing")

@@ -47,11 +47,12 @@ class ConfigError(ValueError):
     """A config that cannot be loaded or validated; the message is one readable line."""
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A block of the config: unknown keys are errors (the base of every section model)."""
     model_config = ConfigDict(extra="forbid")
 
 
-class SparkConfig(_Section):
+class SparkConfig(Section):
     master: str = "local[2]"
     app_name: str = "optirag"
     # cache: jars fetched by `make setup` into jars_dir; packages: spark.jars.packages
@@ -68,7 +69,7 @@ FORMAT_FILES = {"bookcrossing": ("ratings", "books"), "recbole": ("inter", "item
 FORMAT_DELIMITERS = {"bookcrossing": ",", "recbole": "\t", "amazon": None}
 
 
-class DatasetConfig(_Section):
+class DatasetConfig(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # its folder in the lake
     format: Literal["bookcrossing", "recbole", "amazon"]
     # logical name -> file name (or glob for optional files) inside --raw
@@ -112,7 +113,7 @@ class DatasetConfig(_Section):
         return self
 
 
-class SplitConfig(_Section):
+class SplitConfig(Section):
     train: float = 0.8
     valid: float = 0.1
     test: float = 0.1
@@ -124,13 +125,13 @@ class SplitConfig(_Section):
         return self
 
 
-class IngestConfig(_Section):
+class IngestConfig(Section):
     history_max: int = 15
     seed: int = 42
     split: SplitConfig = Field(default_factory=SplitConfig)
 
 
-class QualityConfig(_Section):
+class QualityConfig(Section):
     # absolute tolerance on each split's share of users
     split_tolerance: float = 0.02
     reports_dir: str = "reports/checks"
@@ -139,13 +140,13 @@ class QualityConfig(_Section):
     metadata_max_empty_share: float = Field(0.5, ge=0, le=1)
 
 
-class RayConfig(_Section):
+class RayConfig(Section):
     address: str | None = None  # None: local ray.init(); "auto" on a cluster
     num_cpus: int | None = None
     include_dashboard: bool = False
 
 
-class Config(_Section):
+class Config(Section):
     env: str = "local"
     lake: str | None = None
     # Model versions (retriever, scorer, exit heads); None: `<lake>/<dataset>/_models`.
@@ -358,6 +359,16 @@ def parse_date(value: str) -> str:
         raise ConfigError(f"date {value!r} is not of the form YYYY-MM-DD") from None
 
 
+def default_env() -> str:
+    """The env a job runs in unless --env says: $OPTIRAG_ENV, else local."""
+    return os.environ.get("OPTIRAG_ENV", "local")
+
+
+def default_model() -> str:
+    """The model recipe a job uses unless --model says: $OPTIRAG_MODEL, else cpu-small."""
+    return os.environ.get("OPTIRAG_MODEL", "cpu-small")
+
+
 def add_common_args(parser: argparse.ArgumentParser, need_lake: bool = True,
                     date: bool = False) -> None:
     """The arguments every job shares: dataset, lake, env, model recipe, overrides (and the
@@ -366,8 +377,8 @@ def add_common_args(parser: argparse.ArgumentParser, need_lake: bool = True,
         parser.add_argument("--date", required=True, type=parse_date, help="score date, YYYY-MM-DD")
     parser.add_argument("--dataset", required=True, help="dataset config name (conf/datasets/)")
     parser.add_argument("--lake", required=need_lake, help="lake root path or URI")
-    parser.add_argument("--env", default=os.environ.get("OPTIRAG_ENV", "local"))
-    parser.add_argument("--model", default=os.environ.get("OPTIRAG_MODEL", "cpu-small"),
+    parser.add_argument("--env", default=default_env())
+    parser.add_argument("--model", default=default_model(),
                         help="model recipe (conf/models/); default cpu-small")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -375,8 +386,9 @@ def add_common_args(parser: argparse.ArgumentParser, need_lake: bool = True,
     )
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace, dataset: str | None = None) -> Config:
+    """The config the job's arguments ask for (of `dataset`, for a job over several)."""
     return load_config(
-        dataset=args.dataset, env=args.env, model=getattr(args, "model", None),
+        dataset=dataset or args.dataset, env=args.env, model=getattr(args, "model", None),
         overrides=args.overrides, lake=getattr(args, "lake", None),
     )

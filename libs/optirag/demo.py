@@ -94,8 +94,7 @@ def run_demo(cfg: Config, common: list[str], raw: str, score_date: str, variant:
 
 def summary(spark, cfg: Config, score_date: str) -> dict[str, Any]:
     from pyspark.sql import functions as F
-    from sklearn.metrics import roc_auc_score
-
+    from optirag.evaluation.metrics import auc_or_none
     from optirag.tables import TABLES, read_table
 
     lake = cfg.dataset_lake()
@@ -107,8 +106,7 @@ def summary(spark, cfg: Config, score_date: str) -> dict[str, Any]:
     evals = scores.where("source = 'eval' AND label IS NOT NULL").select("label", "score").toPandas()
     stats = scores.agg(F.count("*").alias("n"), F.avg("exit_layer").alias("mean_exit_layer"),
                        F.max("model_version").alias("model_version")).first()
-    auc = (float(roc_auc_score(evals["label"], evals["score"]))
-           if evals["label"].nunique() == 2 else None)
+    auc = auc_or_none(evals["label"], evals["score"])
     return {"rows_per_table": rows, "scored_rows": stats["n"], "eval_samples": len(evals),
             "test_auc": auc, "mean_exit_layer": stats["mean_exit_layer"],
             "model_version": stats["model_version"], "lake": lake}

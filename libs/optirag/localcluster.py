@@ -28,16 +28,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from optirag.config import CONF_DIR, deep_merge, read_yaml, section
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from optirag.config import CONF_DIR, Section, deep_merge, read_yaml, section
 
 
-class SparkClusterConfig(_Section):
+class SparkClusterConfig(Section):
     host: str = "127.0.0.1"
     port: int = 7077
     webui_port: int = 8090           # not 8080: Airflow's
@@ -47,7 +43,7 @@ class SparkClusterConfig(_Section):
     worker_webui_port: int = 8091    # worker n: this + n - 1
 
 
-class RayClusterConfig(_Section):
+class RayClusterConfig(Section):
     host: str = "127.0.0.1"
     port: int = 6379
     dashboard_port: int = 8265       # the Jobs API (ray job submit --address http://host:port)
@@ -61,7 +57,7 @@ class RayClusterConfig(_Section):
     startup_timeout_s: int = Field(600, ge=60)
 
 
-class LocalClusterConfig(_Section):
+class LocalClusterConfig(Section):
     state_dir: str = "/tmp/optirag-cluster"   # pid files, logs, Spark work dirs, Ray's temp dir
     ready_timeout_s: float = Field(900, gt=0)   # a busy 2-core box starts JVMs slowly
     start_attempts: int = Field(3, ge=1)

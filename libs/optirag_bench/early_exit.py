@@ -26,13 +26,14 @@ import torch
 from pyspark.sql import functions as F
 
 from optirag import registry
-from optirag.early_exit.calibration import auc, calibrate_scaled, head_aucs, p_matrix, replay
+from optirag.early_exit.calibration import calibrate_scaled, head_aucs, p_matrix, replay
 from optirag.early_exit.config import EarlyExitConfig
 from optirag.early_exit.engine import score_prompts_early_exit
 from optirag.early_exit.heads import load_exit_heads
 from optirag.early_exit.job import early_exit_config, load_variant_scorer, prompt_rows
 from optirag.early_exit.platt import rescale_columns
 from optirag.early_exit.rules import build_rule, never_exit
+from optirag.evaluation.metrics import auc_or_none
 from optirag.prompts.builder import prompt_frame
 
 
@@ -124,7 +125,7 @@ def bench_dataset(spark, cfg, variant: str, max_rows: int, timing_rows: int, rep
     pt, best_cfg, seen, test = (served[k] for k in ("pt", "rule", "seen", "test"))
     best, valid_grid, full_valid = seen["best"], seen["grid"], seen["auc_full"]
     out.update({
-        "auc_full": auc(yt, pt[:, -1].numpy()), "auc_exit": test["auc"],
+        "auc_full": auc_or_none(yt, pt[:, -1].numpy()), "auc_exit": test["auc"],
         "auc_full_valid": full_valid, "best_on_valid": {"tau": best["tau"], "window": best["window"],
                                                         "valid_auc": best["auc"],
                                                         "valid_flops_ratio": best["flops_ratio"]},
@@ -232,7 +233,7 @@ def k_sweep(spark, cfg, variant: str, ks: list[int], sample_ids: list[str], mode
         started = time.perf_counter()
         out = score_prompts_early_exit(model, tokenizer, heads, rule, rows["text"].tolist(), batch_size)
         seconds = time.perf_counter() - started
-        points.append({"k": k, "rows": len(rows), "auc": auc(rows["label"].to_numpy(), out.p_yes.numpy()),
+        points.append({"k": k, "rows": len(rows), "auc": auc_or_none(rows["label"].to_numpy(), out.p_yes.numpy()),
                        "mean_exit_layer": float(out.exit_layer.float().mean()),
                        "flops_ratio": out.layer_flops_ratio, "samples_per_s": len(rows) / seconds,
                        "mean_prompt_tokens": float(rows["n_tokens"].mean())})

@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 
-from optirag.early_exit.calibration import auc, calibrate, head_aucs
+from optirag.early_exit.calibration import calibrate, head_aucs
 from optirag.early_exit.heads import ExitHeads
 from optirag.early_exit.job import early_exit_config, load_variant_scorer, prompt_features, prompt_rows
 from optirag.early_exit.training import epoch_mean_losses, fit_heads, stack_exit_probabilities
+from optirag.evaluation.metrics import auc_or_none
 
 RECIPE_KEYS = ("lr0", "epochs", "distill")
 
@@ -57,7 +58,7 @@ def sweep_head_recipes(spark, cfg, variant: str, recipes: list[dict[str, Any]],
     out = {"dataset": cfg.dataset.name, "variant": variant, "model_version": version,
            "exit_layers": layers, "train_rows": len(train), "valid_rows": len(valid),
            "feature_seconds": round(time.time() - started, 1),
-           "auc_full_valid": auc(y_valid.numpy(), p_valid.numpy()), "recipes": []}
+           "auc_full_valid": auc_or_none(y_valid.numpy(), p_valid.numpy()), "recipes": []}
     for recipe in recipes:
         training = ee.training.model_copy(update={**recipe, "progress": False})
         recipe_ee = ee.model_copy(update={"training": training})

@@ -30,9 +30,10 @@ from optirag.environment import environment
 from optirag.evaluation.data import seeded_subset
 from optirag.evaluation.metrics import paired_auc_difference
 from optirag.scoring.candidates import write_candidates
+from optirag.scoring.config import scoring_config
 from optirag.scoring.context import item_targets, suffix_builder, user_prefixes
-from optirag.scoring.pipeline import load_scorer, resolve_models, scoring_config
 from optirag.scoring.prefix import encode_pairs
+from optirag.scoring.resolve import load_scorer, resolve_models
 from optirag.spark import get_spark
 from optirag.tables import CANDIDATES, read_table
 from optirag_bench import peers

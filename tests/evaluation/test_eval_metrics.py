@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from optirag.evaluation.metrics import ctr_metrics, write_report
+from optirag.evaluation.metrics import auc_or_none, ctr_metrics, write_report
 
 LABELS = [0, 0, 1, 1, 1, 0]
 SCORES = [0.1, 0.4, 0.35, 0.8, 0.9, 0.2]
@@ -39,6 +39,11 @@ def test_edge_cases():
         ctr_metrics([0, 1], [0.5, 1.5])
     with pytest.raises(ValueError, match="shape"):
         ctr_metrics([0, 1], [0.5])
+
+
+def test_auc_or_none_is_sklearns_auc_or_none_with_one_class():
+    assert auc_or_none(np.array(LABELS), np.array(SCORES)) == pytest.approx(roc_auc_score(LABELS, SCORES))
+    assert auc_or_none([1, 1, 1], [0.2, 0.5, 0.9]) is None and auc_or_none([], []) is None
 
 
 def test_write_report_is_whole_json(tmp_path):

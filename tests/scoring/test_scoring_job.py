@@ -183,7 +183,8 @@ def test_the_nightly_scorer_serves_the_rule_chosen_with_its_heads(tmp_path, capl
     heads' meta by jobs.train_exit_heads; heads without one, or rule_from=config, serve the
     config's rule, and the first case says so in the log."""
     from optirag.early_exit.config import EarlyExitConfig
-    from optirag.scoring.pipeline import scoring_config, serving_rule
+    from optirag.scoring.config import scoring_config
+    from optirag.scoring.resolve import serving_rule
 
     cfg = _cfg(str(tmp_path))
     configured = EarlyExitConfig.model_validate(cfg.early_exit)
@@ -198,7 +199,7 @@ def test_the_nightly_scorer_serves_the_rule_chosen_with_its_heads(tmp_path, capl
     served, source = serving_rule(as_configured, scoring_config(as_configured), "h1", chosen)
     assert source == "config" and (served["tau"], served["window"]) == (configured.tau, configured.window)
 
-    with caplog.at_level("WARNING", logger="optirag.scoring.pipeline"):
+    with caplog.at_level("WARNING", logger="optirag.scoring.resolve"):
         served, source = serving_rule(cfg, scoring_config(cfg), "h0", {"model_version": "m"})
     assert source == "config" and served["tau"] == configured.tau
     assert "carry no rule chosen on valid" in caplog.text
@@ -212,7 +213,7 @@ def test_a_scorer_is_not_served_prompts_laid_out_otherwise_than_its_training_pro
     actor starts; sampling settings (which training rows got prompts) do not matter."""
     from optirag.config import ConfigError
     from optirag.prompts.config import prompts_config
-    from optirag.scoring.pipeline import check_prompt_layout
+    from optirag.scoring.resolve import check_prompt_layout
 
     cfg = _cfg(str(tmp_path), "prompts.target_item=full")
     tuned_on = {"prompts_config": prompts_config(cfg).model_dump()}
@@ -223,7 +224,7 @@ def test_a_scorer_is_not_served_prompts_laid_out_otherwise_than_its_training_pro
     check_prompt_layout(cfg, "s1", older)            # a key added since: its default ('full'), as then
     with pytest.raises(ConfigError, match=r"prompts.target_item: tuned on 'full', tonight 'short'"):
         check_prompt_layout(_cfg(str(tmp_path), "prompts.target_item=short"), "s1", tuned_on)
-    with caplog.at_level("WARNING", logger="optirag.scoring.pipeline"):
+    with caplog.at_level("WARNING", logger="optirag.scoring.resolve"):
         check_prompt_layout(cfg, "s0", {"model_version": "m"})
     assert "does not record its training prompts' config" in caplog.text
 

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from optirag.config import ConfigError
+from optirag.config import ConfigError, Section
 from optirag.config import section as validate_section
 
 MODEL_NAMES = ("deepfm", "din", "gru4rec", "sim")
 
 
-class BaselinesConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BaselinesConfig(Section):
     models: list[Literal["deepfm", "din", "gru4rec", "sim"]] = list(MODEL_NAMES)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     emb_dim: int = Field(16, ge=1)

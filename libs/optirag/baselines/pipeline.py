@@ -16,9 +16,10 @@ from pyspark.sql import functions as F
 from optirag import tables
 from optirag.baselines.config import BaselinesConfig, baselines_config
 from optirag.baselines.features import build_vocabularies, encode
-from optirag.baselines.training import auc, logloss, predict, train
+from optirag.baselines.training import logloss, predict, train
 from optirag.config import Config
 from optirag.environment import environment
+from optirag.evaluation.metrics import auc_or_none
 
 
 def run_id(model: str, seed: int) -> str:
@@ -73,7 +74,7 @@ def run_baselines(spark: SparkSession, cfg: Config, models: list[str] | None = N
                 if name == "test":
                     y = split["test"].label.numpy()
                     runs[str(seed)] = {
-                        "auc": auc(y, probs), "logloss": logloss(y, probs) if len(y) else None,
+                        "auc": auc_or_none(y, probs), "logloss": logloss(y, probs) if len(y) else None,
                         "valid_auc": res.valid_auc, "best_epoch": res.best_epoch,
                         "epochs_run": res.epochs_run, "train_loss": res.train_loss,
                         "wall_seconds": res.seconds,

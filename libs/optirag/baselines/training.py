@@ -7,17 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import log_loss
 from torch import nn
 
 from optirag.baselines.config import BaselinesConfig
 from optirag.baselines.features import Encoded, Vocabularies
 from optirag.baselines.models import build_model
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """ROC AUC, or None when only one class is present (AUC undefined)."""
-    return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else None
+from optirag.evaluation.metrics import auc_or_none
 
 
 def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -68,7 +64,7 @@ def train(name: str, vocab: Vocabularies, train_data: Encoded, valid_data: Encod
             total += loss.item() * len(b["label"])
         losses.append(total / max(len(train_data), 1))
         # no valid AUC (one class): keep the last epoch
-        v = auc(valid_data.label.numpy(), predict(model, valid_data, cfg.eval_batch_size))
+        v = auc_or_none(valid_data.label.numpy(), predict(model, valid_data, cfg.eval_batch_size))
         score = v if v is not None else float(epoch)
         if score > best_score:
             best_score, best_auc, best_epoch = score, v, epoch

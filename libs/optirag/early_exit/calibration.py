@@ -18,23 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.stats import spearmanr
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from optirag.early_exit.config import EarlyExitConfig
 from optirag.early_exit.platt import fit_columns, rescale_columns
 from optirag.early_exit.rules import build_rule, simulate_exits
 from optirag.early_exit.training import exit_probabilities
+from optirag.evaluation.metrics import auc_or_none
 from optirag.llm.scoring import encode_prompts
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else None
 
 
 def head_aucs(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int]) -> dict[str, float | None]:
     """AUC of each exit layer's head alone (every row leaving there), keyed by layer."""
-    return {str(layer): auc(labels, p[:, j].numpy()) for j, layer in enumerate(exit_layers)}
+    return {str(layer): auc_or_none(labels, p[:, j].numpy()) for j, layer in enumerate(exit_layers)}
 
 
 def agreement(scores: np.ndarray, full: np.ndarray) -> float:
@@ -52,7 +48,7 @@ def replay(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_laye
     at = simulate_exits(p, build_rule(cfg))
     scores = p[torch.arange(len(at)), at].numpy()
     layers = np.asarray(exit_layers)[at.numpy()]
-    return {"auc": auc(labels, scores), "mean_exit_layer": float(layers.mean()),
+    return {"auc": auc_or_none(labels, scores), "mean_exit_layer": float(layers.mean()),
             "flops_ratio": float(layers.mean() / num_layers),
             "agreement": agreement(scores, p[:, -1].numpy()),
             "exit_share": {int(layer): float((layers == layer).mean()) for layer in exit_layers}}
@@ -81,7 +77,7 @@ def calibrate(p: torch.Tensor, labels: np.ndarray, exit_layers: list[int], num_l
     cal = base.calibration
     grid = [{"tau": t, "window": m, **replay(p, labels, exit_layers, num_layers, with_rule(base, t, m))}
             for t in (cal.taus if taus is None else taus) for m in (cal.windows if windows is None else windows)]
-    full = auc(labels, p[:, -1].numpy())
+    full = auc_or_none(labels, p[:, -1].numpy())
     if full is None:   # one class on valid: nothing to choose by, the configured rule stays
         return base, {"auc_full": None, "best": {"tau": base.tau, "window": base.window, "auc": None,
                                                  "flops_ratio": None}, "grid": grid}

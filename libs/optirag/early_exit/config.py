@@ -4,16 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from optirag.config import Section
 from optirag.llm.config import read_recipe
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class HeadTrainingConfig(_Section):
+class HeadTrainingConfig(Section):
     """Training of the exit heads on the frozen, tuned model (paper 5.2)."""
     # Per-head learning rate lambda_n = lr0 * exp(-beta * d_n): shallower heads learn faster.
     lr0: float = 1e-3
@@ -37,7 +34,7 @@ class HeadTrainingConfig(_Section):
     progress: bool = True
 
 
-class CalibrationConfig(_Section):
+class CalibrationConfig(Section):
     """The (tau, m) grid an exit rule is chosen on, on the valid split: the cheapest setting
     (lowest layer-FLOPs ratio) within max_auc_loss of the full-depth valid AUC whose scores
     keep a Spearman correlation >= min_agreement with the full-depth scores."""
@@ -54,7 +51,7 @@ class CalibrationConfig(_Section):
     platt: bool = False
 
 
-class EarlyExitConfig(_Section):
+class EarlyExitConfig(Section):
     """Where heads sit, what they predict, and when a sample may leave the network."""
     # Explicit exit layers (1-based decoder-layer outputs, each < num_layers); when None,
     # every `exit_stride`-th layer. The model's own head at the last layer always follows.

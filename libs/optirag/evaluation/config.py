@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from optirag.config import Config, section
+from optirag.config import Config, Section, section
 
 
-class EvaluationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EvaluationConfig(Section):
     variants: list[str] = Field(default_factory=lambda: ["none", "llm", "gcn"])
     # Variants whose prompts the untuned base model also scores (the zero-shot floor).
     zero_shot_variants: list[str] = Field(default_factory=lambda: ["none"])

@@ -22,13 +22,13 @@ from pyspark.sql import SparkSession
 
 from optirag import registry
 from optirag.config import Config
-from optirag.early_exit.calibration import auc, calibrate, head_aucs, p_matrix, replay
+from optirag.early_exit.calibration import calibrate, head_aucs, p_matrix, replay
 from optirag.early_exit.heads import calibrated_rule, load_exit_heads
 from optirag.early_exit.job import early_exit_config
 from optirag.early_exit.rules import build_rule, simulate_exits
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import data_version, in_length_order
-from optirag.evaluation.metrics import auc_interval
+from optirag.evaluation.metrics import auc_interval, auc_or_none
 from optirag.evaluation.replicas import exit_run_key, heads_kind, replica_seed, scorer_kind, tuning_seed
 from optirag.evaluation.run import eval_prompts, merge_report, save_run
 from optirag.llm.config import ModelConfig
@@ -85,7 +85,7 @@ def evaluate_early_exit(spark: SparkSession, cfg: Config, variants: Sequence[str
                        exit_layers)
         per_split = {s: {**replay(p[m], labels[m], layers, heads.num_layers, rule),
                          "auc_ci95": run["metrics"][s]["auc_ci95"],
-                         "auc_full_depth": auc(labels[m], p[m, -1].numpy()),
+                         "auc_full_depth": auc_or_none(labels[m], p[m, -1].numpy()),
                          "auc_full_depth_ci95": auc_interval(labels[m], p[m, -1].numpy()),
                          "head_auc": head_aucs(p[m], labels[m], layers)}
                      for s, m in split.items()}

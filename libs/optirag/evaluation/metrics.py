@@ -18,6 +18,11 @@ BOOTSTRAP = 2000      # resamples per interval
 BOOTSTRAP_SEED = 0
 
 
+def auc_or_none(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+    """ROC AUC, or None when only one class is present (AUC undefined)."""
+    return float(roc_auc_score(labels, scores)) if np.unique(labels).size == 2 else None
+
+
 def ctr_metrics(labels: Sequence[int], scores: Sequence[float], eps: float = 1e-7) -> dict[str, Any]:
     """n, positive rate, mean score, AUC with its 95% bootstrap interval (None when one
     class only), clipped log loss."""
@@ -30,13 +35,13 @@ def ctr_metrics(labels: Sequence[int], scores: Sequence[float], eps: float = 1e-
                 "logloss": None}
     if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
         raise ValueError("scores must be probabilities in [0, 1]")
-    both = np.unique(y).size == 2
+    auc = auc_or_none(y, p)
     return {
         "n": int(y.size),
         "positive_rate": float(y.mean()),
         "mean_score": float(p.mean()),
-        "auc": float(roc_auc_score(y, p)) if both else None,
-        "auc_ci95": auc_interval(y, p) if both else None,
+        "auc": auc,
+        "auc_ci95": auc_interval(y, p) if auc is not None else None,
         "logloss": float(log_loss(y, np.clip(p, eps, 1 - eps), labels=[0, 1])),
     }
 

@@ -10,19 +10,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from optirag.config import CONF_DIR, ConfigError, read_yaml
+from optirag.config import CONF_DIR, ConfigError, Section, read_yaml
 
 # Model sources of this form name a folder shipped inside an installed Python package.
 PACKAGE_SOURCE_PREFIX = "python-package:"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AnswerConfig(_Section):
+class AnswerConfig(Section):
     """The two answer words of paper section 3; each must be exactly one token."""
     # Not named yes/no: YAML 1.1 reads those keys as booleans.
     yes_word: str = "Yes"
@@ -32,7 +28,7 @@ class AnswerConfig(_Section):
     leading_space: bool = False
 
 
-class TuningConfig(_Section):
+class TuningConfig(Section):
     """LoRA instruction tuning (paper 5.2, L_CE); see optirag.llm.tuning."""
     rank: int = 8
     alpha: int = 16
@@ -66,7 +62,7 @@ class TuningConfig(_Section):
     progress: bool = True
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """Which causal LM to score with, and how to load and tune it."""
     name: str = "smollm2-135m-instruct"
     # A local Hugging Face model folder, or "python-package:<module>" for a folder shipped

@@ -123,7 +123,7 @@ def tune_lora(
     With `blocks` (optirag.llm.packing: each example once), the training examples are
     packed several to a shared prefix, about `tuning.batch_size` targets a batch; `valid`
     is scored as prompts of its own either way."""
-    from sklearn.metrics import roc_auc_score
+    from optirag.evaluation.metrics import auc_or_none
 
     if not examples:
         raise ValueError("no tuning examples")
@@ -176,12 +176,12 @@ def tune_lora(
     @torch.no_grad()
     def valid_auc() -> float | None:
         y = np.array([int(v) for _, v in valid])
-        if np.unique(y).size < 2:
+        if np.unique(y).size < 2:   # AUC undefined: spare the forward pass
             return None
         peft_model.eval()
         p = top_probabilities(inner, valid_batches, frozen, answer)
         peft_model.train()
-        return float(roc_auc_score(y, p))
+        return auc_or_none(y, p)
 
     losses: list[float] = []
     epochs: list[dict] = []

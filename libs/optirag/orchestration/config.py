@@ -7,22 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from optirag.config import Config, section
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from optirag.config import Config, Section, section
 
 
-class ScoresGateConfig(_Section):
+class ScoresGateConfig(Section):
     # Valid exit layers of a scores partition; null: read from the exit heads the nightly
     # run uses (registry `exit_heads/<variant>` meta.json `exit_layers`, last = full depth).
     exit_layers: list[int] | None = None
 
 
-class OrchestrationConfig(_Section):
+class OrchestrationConfig(Section):
     owner: str = "optirag"
     # Job interpreter; relative paths are relative to the repo; $OPTIRAG_JOB_PYTHON wins.
     job_python: str = ".venv/bin/python"

@@ -8,10 +8,9 @@ without such heads (while the variant has heads) it is not promoted.
 """
 from __future__ import annotations
 
-from sklearn.metrics import roc_auc_score
-
 from optirag import registry
 from optirag.config import Config
+from optirag.evaluation.metrics import auc_or_none
 from optirag.orchestration import lake
 from optirag.orchestration.config import orchestration_config
 from optirag.tables import EVAL_SCORES
@@ -27,10 +26,10 @@ def valid_auc(cfg: Config, variant: str, version: str) -> float:
                      filters=[("run_id", "=", run_id), ("split", "=", "valid")])
     if rows is None or rows.num_rows == 0:
         raise NotEvaluatedError(f"no valid scores for {run_id} in eval_scores; run jobs.evaluate")
-    labels = rows["label"].to_pylist()
-    if len(set(labels)) < 2:
+    auc = auc_or_none(rows["label"].to_pylist(), rows["score"].to_pylist())
+    if auc is None:
         raise NotEvaluatedError(f"valid scores of {run_id} hold one class only: AUC undefined")
-    return float(roc_auc_score(labels, rows["score"].to_pylist()))
+    return auc
 
 
 def _heads_for(cfg: Config, variant: str, scorer_version: str) -> str | None:

@@ -3,18 +3,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from optirag.config import Config, section
+from optirag.config import Config, Section, section
 from optirag.retrieval.config import RETRIEVERS
 
 # none: no retrieval (TALLRec-style); else the NEIGHBOURS.retriever whose neighbours it shows
 VARIANTS = ("none", *RETRIEVERS)
 
 
-class PromptsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PromptsConfig(Section):
     # evidence: summary + liked/disliked groups, similar users' ratings of the target in the
     # suffix; paper: the paper's layout (see optirag.prompts.text).
     style: Literal["evidence", "paper"] = "evidence"

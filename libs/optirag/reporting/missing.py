@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import subprocess
 import sys
 import time
@@ -79,9 +78,9 @@ def llm_skip_reason(lake: str, dataset: str) -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def _config(lake: str, dataset: str):
-    from optirag.config import load_config
+    from optirag.config import default_env, load_config
 
-    return load_config(dataset, env=os.environ.get("OPTIRAG_ENV", "local"), lake=lake)
+    return load_config(dataset, env=default_env(), lake=lake)
 
 
 def replica_seeds(lake: str, dataset: str, n_seeds: int) -> list[int]:

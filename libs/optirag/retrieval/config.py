@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from optirag.config import ConfigError
+from optirag.config import ConfigError, Section
 from optirag.config import section as validate_section
 
 
@@ -25,7 +25,7 @@ from optirag.config import section as validate_section
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 
-class LLMRetrieverConfig(BaseModel):
+class LLMRetrieverConfig(Section):
     """The LLM-retriever baseline (``--retriever llm``); the LLM is the ``model:`` recipe.
 
     A 135M-parameter LM embeds ~2-10 users/s on one CPU core (prompt length dependent),
@@ -33,8 +33,6 @@ class LLMRetrieverConfig(BaseModel):
     the pool; sample users outside it get no NEIGHBOURS row (counted as ``not_embedded``
     in the job summary and the model folder, never silently).
     """
-    model_config = ConfigDict(extra="forbid")
-
     name: str = Field("llm", pattern=NAME_PATTERN)   # NEIGHBOURS.retriever value
     # candidates: every user with training edges (paper), or only the sample users
     pool: Literal["all", "samples"] = "all"
@@ -46,9 +44,7 @@ class LLMRetrieverConfig(BaseModel):
     torch_threads: int | None = Field(None, ge=1)  # None: torch's default
 
 
-class RetrieverConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RetrieverConfig(Section):
     # -- identity ---------------------------------------------------------------------
     # value of NEIGHBOURS.retriever for the GCN retriever (the LLM baseline writes "llm")
     name: str = Field("gcn", pattern=NAME_PATTERN)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from optirag.config import Config, section
+from optirag.config import Config, Section, section
 
 
-class CandidatesConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CandidatesConfig(Section):
     per_user: int = Field(50, ge=1)
     users: Literal["graph", "samples"] = "graph"
     max_users: int | None = Field(None, ge=1)
@@ -26,8 +25,7 @@ def candidates_config(cfg: Config) -> CandidatesConfig:
     return section(CandidatesConfig, cfg.candidates, "candidates")
 
 
-class ScoringConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScoringConfig(Section):
     variant: str = "gcn"                 # prompt variant = scorer/exit-heads variant
     scorer_version: str | None = None    # None: promoted, else newest; "base": untuned model
     heads_version: str | None = None     # None: promoted, else newest (must fit the scorer)
