@@ -59,7 +59,6 @@ def test_a_file_not_in_the_manifest_or_a_missing_one_is_caught(copy):
     (copy / "bench" / "stray.json").write_text("{}")
     (copy / "bench" / "tuning.json").unlink()
     assert [p.split(":")[0] for p in unlisted(copy)] == ["reports/bench/stray.json", "reports/bench/tuning.json"]
-    assert FILES["bench/tuning_paths.json"].optional and not (copy / "bench" / "tuning_paths.json").exists()
 
 
 def test_a_readme_not_regenerated_is_caught(copy):

@@ -127,6 +127,8 @@ def tune_lora(
 
     if not examples:
         raise ValueError("no tuning examples")
+    if blocks is not None and sorted(i for b in blocks for i in b.examples) != list(range(len(examples))):
+        raise ValueError("the blocks must hold every tuning example exactly once")
     num_layers = model.config.num_hidden_layers
     frozen = (tuning.trainable_from or 1) - 1
     if frozen >= num_layers:
@@ -159,9 +161,6 @@ def tune_lora(
     if blocks is None:
         batches = buckets(examples, "train")
     else:
-        covered = sorted(i for b in blocks for i in b.examples)
-        if covered != list(range(len(examples))):
-            raise ValueError("the blocks must hold every tuning example exactly once")
         batches = packed_frozen_batches(inner, tokenizer, blocks, tuning, frozen)
     train_cache_seconds = time.time() - started
     valid_batches = buckets(valid, "valid") if valid and tuning.patience else None
