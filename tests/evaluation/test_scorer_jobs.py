@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from optirag import registry
-from optirag.config import load_config
+from optirag.config import ConfigError, load_config
 from optirag.evaluation.run import evaluate, report_path
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.metrics import ctr_metrics
@@ -284,6 +284,9 @@ def test_a_packed_tuning_set_is_whole_runs_of_a_users_consecutive_samples(spark,
     assert len(bigger) == 9 and list(bigger["sample_id"][:5]) == list(train["sample_id"])
     plain, none = tuning_set(spark, cfg, built, 5, 42, 1)
     assert none is None and len(plain) == 5
+    random_target = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"protocol": "random_target"})})
+    with pytest.raises(ConfigError, match="needs the chronological protocol"):
+        tuning_set(spark, random_target, built, 5, 42, 2)
 
 
 def test_the_tuning_paths_bench_tunes_every_path_on_the_same_rows(spark, trained, tmp_path):

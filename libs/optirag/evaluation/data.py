@@ -9,7 +9,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from optirag.config import Config
+from optirag.config import Config, ConfigError
 from optirag.llm.packing import Block, plan_blocks
 from optirag.tables import MANIFEST, PROMPTS, SAMPLES, read_table
 
@@ -67,6 +67,10 @@ def tuning_set(spark: SparkSession, cfg: Config, train: pd.DataFrame, n: int | N
     can tune on exactly these rows (`blocks` ignored) for comparisons."""
     if targets_per_prefix == 1:
         return seeded_subset(train, n, seed), None
+    if cfg.dataset.protocol != "chronological":  # a random target's history holds the user's other items
+        raise ConfigError(f"model.tuning.targets_per_prefix > 1 needs the chronological protocol "
+                          f"(only there is a run's oldest history free of its later targets); "
+                          f"{cfg.dataset.name} uses {cfg.dataset.protocol!r}")
     times = read_table(spark, SAMPLES, cfg.dataset_lake()).where("split = 'train'")
     frame = train.merge(times.select("sample_id", "timestamp").toPandas(), on="sample_id",
                         how="left", validate="one_to_one")
