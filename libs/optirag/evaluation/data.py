@@ -32,10 +32,15 @@ def in_length_order(prompts: pd.DataFrame, score):
     return tuple(o[back] for o in out) if isinstance(out, tuple) else out[back]
 
 
+def _seeded_key(seed: int, sample_id: str) -> str:
+    """A sample's place in the seeded order: the same whichever variant's prompts hold it."""
+    return hashlib.sha256(f"{seed}:{sample_id}".encode()).hexdigest()
+
+
 def seeded_subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     """The first `n` rows by sha256(seed, sample_id): the same samples whichever variant's
     prompts `df` holds; ordered by that hash (a seeded shuffle) either way."""
-    keys = df["sample_id"].map(lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+    keys = df["sample_id"].map(lambda s: _seeded_key(seed, s))
     ordered = df.assign(_k=keys).sort_values(["_k", "sample_id"]).drop(columns="_k")
     return (ordered if n is None else ordered.head(n)).reset_index(drop=True)
 
@@ -75,8 +80,7 @@ def tuning_set(spark: SparkSession, cfg: Config, train: pd.DataFrame, n: int | N
     frame = train.merge(times.select("sample_id", "timestamp").toPandas(), on="sample_id",
                         how="left", validate="one_to_one")
     runs = plan_blocks(frame, targets_per_prefix)
-    key = [hashlib.sha256(f"{seed}:{frame['sample_id'].iat[r.examples[0]]}".encode()).hexdigest()
-           for r in runs]
+    key = [_seeded_key(seed, frame["sample_id"].iat[r.examples[0]]) for r in runs]
     rows, blocks = [], []
     for i in np.argsort(key, kind="stable"):
         take = runs[i].examples[: (n - len(rows)) if n is not None else None]

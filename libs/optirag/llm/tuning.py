@@ -234,21 +234,26 @@ def frozen_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
     (from `cache` where it has the row, which then keeps it)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batches = length_buckets(list(_unpadded(tokenizer, prompts, max_length)), tuning.batch_size, pad)
-    if frozen and tuning.cache_frozen:
-        for b in tqdm(batches, desc=f"{label}: layers 1-{frozen} (frozen, once)", disable=not tuning.progress):
-            b.bottom = frozen_bottom(model, b, frozen) if cache is None else cache.bottom(model, b)
-    return batches
+    return _with_bottoms(model, batches, tuning, frozen, cache, f"{label}: layers 1-{frozen} (frozen, once)")
 
 
 def packed_frozen_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                           blocks: Sequence[Block], tuning: TuningConfig, frozen: int) -> list:
     """Packed batches of `blocks` (optirag.llm.packing), each with its frozen bottom's
-    output when `cache_frozen`: one bottom pass per block, not per example."""
+    output when `cache_frozen`: one bottom pass per block, not per example. (No
+    BottomCache: it keys plain causal rows by their ids, and a packed row is not one.)"""
     batches = packed_batches(tokenizer, blocks, tuning.batch_size, tuning.max_length)
+    return _with_bottoms(model, batches, tuning, frozen, None,
+                         f"train: layers 1-{frozen} (frozen, once per prefix)")
+
+
+def _with_bottoms(model: PreTrainedModel, batches: list, tuning: TuningConfig, frozen: int,
+                  cache: BottomCache | None, desc: str) -> list:
+    """`batches`, each given its frozen bottom's output when there are frozen layers and
+    `cache_frozen` (else the tuning computes it per step)."""
     if frozen and tuning.cache_frozen:
-        for b in tqdm(batches, desc=f"train: layers 1-{frozen} (frozen, once per prefix)",
-                      disable=not tuning.progress):
-            b.bottom = frozen_bottom(model, b, frozen)
+        for b in tqdm(batches, desc=desc, disable=not tuning.progress):
+            b.bottom = frozen_bottom(model, b, frozen) if cache is None else cache.bottom(model, b)
     return batches
 
 
