@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -34,6 +35,7 @@ from optirag.scoring.config import scoring_config
 from optirag.scoring.context import item_targets, suffix_builder, user_prefixes
 from optirag.scoring.prefix import encode_pairs
 from optirag.scoring.resolve import load_scorer, resolve_models
+from optirag.scoring.sizing import size_actors
 from optirag.spark import get_spark
 from optirag.tables import CANDIDATES, read_table
 from optirag_bench import peers
@@ -98,6 +100,8 @@ def _bench_inputs(spark, cfg: Config, args, scfg):
     """The bench rows as token ids, with the scorer the nightly job would load."""
     chosen = _bench_rows(spark, cfg, args.date, args.users, args.candidates_per_user)
     spec = resolve_models(cfg, scfg)
+    # the threads a scorer actor of the job gets on this machine (optirag.scoring.sizing)
+    spec["torch_threads"] = size_actors(scfg, [{"CPU": float(os.cpu_count() or 1)}]).torch_threads
     model, tokenizer, heads, rule = load_scorer(spec)
     prefix_ids, suffix_ids, group, users = _encode_rows(spark, cfg, scfg, spec, tokenizer, chosen)
     return spec, model, tokenizer, heads, rule, prefix_ids, suffix_ids, group, users
@@ -142,11 +146,11 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
     flops, prefix_len, suffix_len = bench.rows_flops(model, prefix_ids, suffix_ids, group)
     ideal = bench.ideal_speedup_prefix(prefix_ids, suffix_ids, group)
     achieved = flops / variants["full_independent"]["seconds_median"]
-    peak = bench.matmul_peak_flops(scfg.torch_threads, dtype=dtype)
+    peak = bench.matmul_peak_flops(spec["torch_threads"], dtype=dtype)
     dtype_name = str(dtype).removeprefix("torch.")
     peaks = {dtype_name: peak}
     if fp32_model is not None:
-        peaks["float32"] = bench.matmul_peak_flops(scfg.torch_threads)
+        peaks["float32"] = bench.matmul_peak_flops(spec["torch_threads"])
     del model, fp32_model
 
     # --- the Ray job: 1 and 2 scorer actors on the same rows (--job-rows 0: skipped) -------
@@ -174,7 +178,7 @@ def run_bench(cfg: Config, args) -> dict[str, Any]:
     result = {
         "dataset": cfg.dataset.name, "model": spec["model_version"], "variant": scfg.variant,
         "rows": len(group), "users": len(users), "candidates_per_user": args.candidates_per_user,
-        "batch_size": scfg.batch_size, "torch_threads": scfg.torch_threads, "repeats": args.repeats,
+        "batch_size": scfg.batch_size, "torch_threads": spec["torch_threads"], "repeats": args.repeats,
         "mean_prefix_tokens": prefix_len, "mean_suffix_tokens": suffix_len,
         "ideal_speedup_prefix": ideal,
         "prefix_share_of_ideal": speedups["speedup_prefix"] / ideal,

@@ -380,3 +380,20 @@ def test_the_environment_section_reads_this_machine_and_says_which_dtype_serves(
     assert f"- CPU: {env['cpu']} ({env['cores']} cores)" in section
     assert ("serves bf16" if env["native_bf16"] else "serves fp32") in section
     assert f"torch {env['packages']['torch']}" in section
+
+
+def test_a_bench_measured_on_another_scorer_is_not_combined_with_the_eval(reports):
+    eval_doc = json.loads((reports / "eval" / "bookcrossing.json").read_text())
+    for run in eval_doc["runs"].values():
+        run["model_version"] = "smollm2-lora-aaaaaaaaaaaa"
+    _write(reports / "eval" / "bookcrossing.json", eval_doc)
+    bench = json.loads((reports / "bench" / "early_exit.json").read_text())
+    for scorer, combined in (("smollm2-lora-aaaaaaaaaaaa", True), ("smollm2-lora-bbbbbbbbbbbb", False)):
+        _write(reports / "bench" / "early_exit.json", {**bench, "model_version": scorer})
+        text = build_report(read_inputs(reports, ["bookcrossing"]), ENV, reports / "out")
+        speed = "5.00" if combined else "not run"   # 4.0 samples/s x 0.875 / 0.7, or refused
+        assert f"| bookcrossing | w/ | w/ | 66.00 | {speed} | 73.28 (5.59) |" in text.splitlines()
+        assert ("| 0.01 | 66.00 | 1.10 |" in text) == combined
+        refusal = ("reports/bench/early_exit.json (bookcrossing) was measured on lora-bbbbbbbbbbbb, not on "
+                   "the scorers of reports/eval/bookcrossing.json (lora-aaaaaaaaaaaa): not combined")
+        assert (refusal in text) != combined

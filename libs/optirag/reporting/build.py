@@ -277,8 +277,10 @@ def figure_sections(inputs: ReportInputs, out_dir: Path) -> list[str]:
             lines += [f"![Figure {num} {d}](figures/{name})", "",
                       *_table([label, "AUC", kind], [[f"{p['x']:g}", fmt(p["auc"]), fmt(p["speed"])] for p in pts])]
             drawn = True
+        refused = [m for d in inputs.datasets if (m := N.bench_scorer_mismatch(inputs, d))]
+        lines += [f"- {m}." for m in refused] + ([""] if refused else [])
         if not drawn:
-            lines += [f"{NOT_RUN}: no `sweeps.{param}` in reports/bench/early_exit.json.", ""]
+            lines += [f"{NOT_RUN}: no `sweeps.{param}` of the evaluated scorers in reports/bench/early_exit.json.", ""]
     return lines
 
 

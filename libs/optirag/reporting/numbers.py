@@ -118,10 +118,30 @@ def early_exit_auc(inputs: ReportInputs, dataset: str, variant: str = "gcn") -> 
     return llm_auc(inputs, dataset, exit_run_key(variant))
 
 
+def bench_scorer_mismatch(inputs: ReportInputs, dataset: str) -> str | None:
+    """Why the early-exit bench must not be combined with the eval of `dataset`: it names a
+    scorer (lora-<hex>) that none of the eval's runs used. None when they agree, or when
+    either names none (nothing to compare)."""
+    from optirag.reporting.versions import SCORER, of_json
+
+    bench = of_json(for_dataset(inputs.early_exit, dataset) or {}).scorers
+    runs = pick(inputs.llm_eval.get(dataset), "runs") or {}
+    evaluated = {v for r in runs.values() if isinstance(r, dict)
+                 for v in SCORER.findall(str(r.get("model_version", "")))}
+    if not bench or not evaluated or bench <= evaluated:
+        return None
+    return (f"reports/bench/early_exit.json ({dataset}) was measured on {', '.join(sorted(bench - evaluated))}, "
+            f"not on the scorers of reports/eval/{dataset}.json ({', '.join(sorted(evaluated))}): "
+            "not combined; re-run `make bench-early-exit`")
+
+
 def early_exit_speed(inputs: ReportInputs, dataset: str, variant: str) -> tuple[float | None, str]:
     """Samples/s with early exit, estimated: the scorer's measured eval rate x the bench's
     compaction efficiency (measured speed-up / ideal speed-up) / the run's test FLOPs ratio;
-    the note says so."""
+    the note says so. None (and the note says why) when the bench measured another scorer."""
+    mismatch = bench_scorer_mismatch(inputs, dataset)
+    if mismatch:
+        return None, mismatch
     ratio = pick(early_exit_run(inputs, dataset, variant), "early_exit.test.flops_ratio")
     eff = pick(early_exit(inputs, dataset, variant), "compaction_efficiency")
     base = llm_speed(inputs, dataset, variant)
@@ -157,7 +177,10 @@ SPEED_KEYS = ("samples_per_s", "samples_per_s_estimated", "throughput", "rps", "
 
 
 def sweep(inputs: ReportInputs, dataset: str, param: str) -> list[dict[str, float]]:
-    """[{x, auc, speed, speed_kind}] of one early-exit sweep (tau, window or k), sorted by x."""
+    """[{x, auc, speed, speed_kind}] of one early-exit sweep (tau, window or k), sorted by x;
+    none when the bench measured another scorer than the eval's (bench_scorer_mismatch)."""
+    if bench_scorer_mismatch(inputs, dataset):
+        return []
     ee = for_dataset(inputs.early_exit, dataset)
     points_ = []
     for e in pick(ee, f"sweeps.{param}", f"variants.gcn.sweeps.{param}") or []:

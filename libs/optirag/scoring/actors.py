@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,11 @@ class AttachPrompts:
     suffix comes from the evaluation prompts' SuffixBuilder (per item, or per (user, item)
     when it shows the user's similar raters of the candidate)."""
 
-    def __init__(self, prefixes: Any, targets: Any, suffix: Any, tokenizer_dir: str, score_date: str):
+    def __init__(self, prefixes: Any, targets: Any, suffix: Any, tokenizer_dir: str, score_date: str,
+                 counter: Any = None):
         from optirag.llm.loading import load_tokenizer
 
+        self.counter = counter
         prefixes, targets = _get(prefixes), _get(targets)
         self.prefix = dict(zip(prefixes["user_id"].to_pylist(), prefixes["prefix"].to_pylist()))
         self.target = dict(zip(targets["item_id"].to_pylist(), targets["text"].to_pylist()))
@@ -55,6 +58,13 @@ class AttachPrompts:
         return self.suffix(user, item, self.target[item])[0]
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        started = time.perf_counter()
+        batch = self._attach(batch)
+        if self.counter is not None:
+            self.counter.add.remote(0, {"prompts": time.perf_counter() - started})
+        return batch
+
+    def _attach(self, batch: pd.DataFrame) -> pd.DataFrame:
         users, items = batch["user_id"], batch["item_id"]
         reason = np.where(users.isna() | items.isna(), "null_id",
                           np.where(~users.isin(self.prefix.keys()), "unknown_user",
@@ -79,15 +89,19 @@ class ExitScorer:
 
     def __init__(self, spec: dict[str, Any], batch_size: int, shared_prefix: bool,
                  counter: Any = None):
+        started = time.perf_counter()
         self.model, self.tokenizer, self.heads, self.rule = load_scorer(spec)
         self.model_version = spec["model_version"]
         self.batch_size, self.shared_prefix = batch_size, shared_prefix
         self.counter = counter
         self.batches = 0
+        if counter is not None:
+            counter.add.remote(0, {"model_load": time.perf_counter() - started})
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from optirag.scoring.prefix import score_independent, score_shared_prefix
 
+        started = time.perf_counter()
         batch = batch.copy()
         batch["score"] = np.nan
         batch["exit_layer"] = -1
@@ -106,7 +120,7 @@ class ExitScorer:
         batch["model_version"] = self.model_version
         batch["scored_at"] = pd.Timestamp.now(tz="UTC")
         if self.counter is not None:
-            self.counter.add.remote(len(batch))
+            self.counter.add.remote(len(batch), {"model": time.perf_counter() - started})
         self.batches += 1
         faults.point("scoring.scorer_batch", self.batches)
         return batch.drop(columns=["prefix_ids", "suffix_ids"])

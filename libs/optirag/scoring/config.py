@@ -36,12 +36,14 @@ class ScoringConfig(Section):
     shared_prefix: bool = True
     batch_size: int = Field(32, ge=1)    # rows per model forward
     block_rows: int = Field(256, ge=1)   # rows per Ray Data batch
-    actors: int = Field(1, ge=1)
-    actor_num_cpus: float = Field(1.0, gt=0)
+    # null: sized from Ray's resources (optirag.scoring.sizing); a number fixes it
+    actors: int | None = Field(None, ge=1)
+    actor_num_cpus: float | None = Field(None, gt=0)
+    max_threads_per_actor: int = Field(8, ge=1)
     prompt_num_cpus: float = Field(0.25, gt=0)
     read_num_cpus: float = Field(0.25, gt=0)
     num_gpus: float = Field(0.0, ge=0)   # per scorer actor (GPU workers on a cluster)
-    torch_threads: int = Field(1, ge=1)
+    torch_threads: int | None = Field(None, ge=1)
     max_rows: int | None = Field(None, ge=1)
     progress_seconds: float = Field(10.0, gt=0)
 

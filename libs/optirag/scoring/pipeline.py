@@ -4,14 +4,15 @@
     prompts   CPU map_batches actors: attach each user's prefix ids and each item's suffix
               ids (tokenized once per actor); unknown users/items get a reject reason
     score     map_batches actor pool: each actor loads the scorer and exit heads once and
-              scores its batches with shared user prefixes and per-sample early exit
+              scores its batches with shared user prefixes and per-sample early exit; how
+              many actors, CPUs and torch threads comes from Ray's resources (``sizing``)
     stage     the driver streams finished batches into Parquet files under
               <lake>/<dataset>/_staging/scores/<date>/ and prints rows, rows/s and ETA
     commit    one Delta commit replaces the date's partition of `scores` (and of
               `score_rejects`) with the staged rows, then the staging folder is removed
 
 This module wires the steps; each lives in a module of its own in optirag.scoring:
-``read`` (candidate files), ``resolve`` (which scorer, heads and exit rule a run serves,
+``read`` (candidate files), ``sizing`` (the scorer pool), ``resolve`` (which scorer, heads and exit rule a run serves,
 checked on the driver, and loading them in an actor), ``actors`` (AttachPrompts,
 ExitScorer), ``commit`` (staging files and the Delta commit), ``progress`` (the progress
 line), ``context`` (prefixes, item texts and the suffix builder, from Spark).
@@ -40,6 +41,7 @@ from optirag.scoring.config import scoring_config
 from optirag.scoring.progress import Progress, report_progress, row_counter
 from optirag.scoring.read import candidate_files, read_files
 from optirag.scoring.resolve import resolve_models
+from optirag.scoring.sizing import ray_node_resources, size_actors
 from optirag.tables import CANDIDATES, SCORE_REJECTS, SCORES
 
 
@@ -74,7 +76,12 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
     folder = staging_dir(cfg, "scores", score_date)
     shutil.rmtree(folder, ignore_errors=True)  # a killed earlier run's leftovers
     folder.mkdir(parents=True)
+    stages = {"context": round(context_seconds, 1)}
+    mark = time.time()
     init_ray(cfg.ray)
+    sizing = size_actors(scfg, ray_node_resources(ray))
+    spec["torch_threads"] = sizing.torch_threads
+    stages["ray_start"] = round(time.time() - mark, 1)
     # our progress line (rows, rows/s, ETA) replaces Ray's per-operator log every 10 s
     ray.data.DataContext.get_current().enable_progress_bars = False
     counter = row_counter()
@@ -88,30 +95,36 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
     ds = ds.map_batches(
         AttachPrompts, batch_format="pandas", batch_size=scfg.block_rows,
         fn_constructor_args=(ray.put(prefixes), ray.put(targets), ray.put(suffix), tokenizer_dir,
-                             score_date),
+                             score_date, counter),
         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=scfg.prompt_num_cpus)
     ds = ds.map_batches(
         ExitScorer, batch_format="pandas", batch_size=scfg.block_rows,
         fn_constructor_args=(spec, scfg.batch_size, scfg.shared_prefix, counter),
-        compute=ray.data.ActorPoolStrategy(size=scfg.actors),
-        num_cpus=scfg.actor_num_cpus, num_gpus=scfg.num_gpus or None)
+        compute=ray.data.ActorPoolStrategy(size=sizing.actors),
+        num_cpus=sizing.actor_num_cpus, num_gpus=sizing.num_gpus or None)
 
     exits: dict[int, int] = {}
-    staged_rows = 0
+    staged_rows, staging_seconds = 0, 0.0
     scoring_started = time.time()
     with report_progress(Progress(total, scfg.progress_seconds), counter):
         for part, batch in enumerate(ds.iter_batches(batch_size=None, batch_format="pandas")):
             if batch.empty:
                 continue
+            mark = time.time()
             staged_rows += stage(folder, part, batch, retriever_version)
+            staging_seconds += time.time() - mark
             faults.point("scoring.after_staged_rows", staged_rows)
             for layer, n in zip(*np.unique(batch.loc[batch["reason"].isna(), "exit_layer"],
                                            return_counts=True)):
                 exits[int(layer)] = exits.get(int(layer), 0) + int(n)
     scoring_seconds = time.time() - scoring_started
+    stages["score"] = round(scoring_seconds, 1)
     faults.point("scoring.before_commit")
+    mark = time.time()
     counts = commit(cfg, score_date, folder)
     shutil.rmtree(folder, ignore_errors=True)
+    stages["commit"] = round(time.time() - mark, 1)
+    busy = ray.get(counter.busy_seconds.remote()) | {"staging": round(staging_seconds, 1)}
     scored = counts[SCORES.name]
     return {
         "score_date": score_date, "rows": scored + counts[SCORE_REJECTS.name], "scored": scored,
@@ -126,4 +139,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
         "context_seconds": round(context_seconds, 1), "scoring_seconds": round(scoring_seconds, 1),
         "rows_per_second": round(scored / max(scoring_seconds, 1e-9), 2),
         "wall_seconds": round(time.time() - started, 1),
+        # wall-clock stages of the job (they add up to wall_seconds) and the seconds each
+        # streaming stage's actors were busy (summed over actors; they overlap in time)
+        "stages": stages, "busy_seconds": busy, "actors": sizing.as_dict(),
     }

@@ -1,7 +1,9 @@
 """Progress of a scoring run: rows scored, rows/s and ETA, printed every few seconds.
 
 The scorer actors add their rows to a CPU-free Ray actor (row_counter); a driver thread
-(report_progress) prints a Progress line from it while the pipeline runs.
+(report_progress) prints a Progress line from it while the pipeline runs. The actors of
+every stage also add the seconds they were busy (per stage name), which the job's summary
+reports beside its own wall-clock stages.
 """
 from __future__ import annotations
 
@@ -44,12 +46,18 @@ def row_counter():
     class RowCounter:
         def __init__(self):
             self.rows = 0
+            self.busy: dict[str, float] = {}
 
-        def add(self, rows: int) -> None:
+        def add(self, rows: int, busy: dict[str, float] | None = None) -> None:
             self.rows += rows
+            for stage, seconds in (busy or {}).items():
+                self.busy[stage] = self.busy.get(stage, 0.0) + seconds
 
         def get(self) -> int:
             return self.rows
+
+        def busy_seconds(self) -> dict[str, float]:
+            return {k: round(v, 1) for k, v in sorted(self.busy.items())}
 
     # On the driver's node: a counter on a worker node would die with that node and take
     # the progress thread (and so the job) with it, while Ray Data restarts the scorers.

@@ -101,7 +101,8 @@ def load_scorer(spec: dict[str, Any]):
     from optirag.llm.scoring import answer_tokens
     from optirag.llm.tuning import load_tuned
 
-    torch.set_num_threads(spec["torch_threads"])
+    if spec["torch_threads"]:   # set by the job from the actor's size (optirag.scoring.sizing)
+        torch.set_num_threads(spec["torch_threads"])
     model_cfg = ModelConfig.model_validate(spec["model_cfg"])
     if spec["scorer_dir"] is None:
         model, tokenizer = load_model_from(spec["base_dir"], model_cfg)
