@@ -73,3 +73,15 @@ def test_k_1_is_one_target_at_position_0_and_valid_test_do_not_change_with_k(by_
 def test_more_train_targets_is_refused_on_a_chronological_dataset():
     with pytest.raises(ConfigError, match="train_all_positions"):
         load_config("movielens100k", overrides=["dataset.train_targets_per_user=2"])
+
+
+def test_the_default_keeps_the_data_version_ingest_had_before_the_setting():
+    """k = 1 makes the tables of before, so their data version (which models and reports
+    of record name) stays; another k names other tables."""
+    from optirag.ingest.pipeline import data_version
+
+    digests = [("ratings", "BX_Book_Ratings.csv", "abc")]
+    versions = {k: data_version(load_config("bookcrossing", overrides=[f"dataset.train_targets_per_user={k}"]),
+                                digests) for k in (1, 3)}
+    assert versions[1] == "f0d681310500"   # what the code before the setting gave
+    assert versions[3] != versions[1]
