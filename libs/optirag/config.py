@@ -86,6 +86,9 @@ class DatasetConfig(Section):
     min_history: int = 0
     # chronological only: train users also yield a sample at every earlier position
     train_all_positions: bool = True
+    # random_target only: a train user's first k seeded positions are targets, sharing one
+    # history (valid/test users keep one target); chronological has train_all_positions
+    train_targets_per_user: int = Field(default=1, ge=1)
     # chronological only: a valid/test user's last N eligible interactions are targets
     heldout_last_n: int = Field(default=1, ge=1)
     missing_title: str = "Unknown item {item_id}"
@@ -110,6 +113,10 @@ class DatasetConfig(Section):
         if not self.rating_min < self.positive_threshold <= self.rating_max:
             raise ValueError(f"positive_threshold {self.positive_threshold:g} leaves a class empty: it must be "
                              f"in ({self.rating_min:g}, {self.rating_max:g}]")
+        if self.train_targets_per_user > 1 and self.protocol != "random_target":
+            raise ValueError(f"train_targets_per_user {self.train_targets_per_user} is for the random_target "
+                             f"protocol; a {self.protocol} dataset's train users already give a sample at every "
+                             f"eligible position (train_all_positions)")
         return self
 
 

@@ -284,9 +284,23 @@ def test_a_packed_tuning_set_is_whole_runs_of_a_users_consecutive_samples(spark,
     assert len(bigger) == 9 and list(bigger["sample_id"][:5]) == list(train["sample_id"])
     plain, none = tuning_set(spark, cfg, built, 5, 42, 1)
     assert none is None and len(plain) == 5
+    # random_target (no timestamps: runs by item): packed only where a user's prompts share
+    # one prefix (dataset.train_targets_per_user > 1), refused where they do not (these)
     random_target = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"protocol": "random_target"})})
-    with pytest.raises(ConfigError, match="needs the chronological protocol"):
+    with pytest.raises(ConfigError, match="share one prompt prefix"):
         tuning_set(spark, random_target, built, 5, 42, 2)
+    first = built.sort_values("item_id").drop_duplicates("user_id")
+    prefix = {r.user_id: r.text[: int(r.prefix_chars)] for r in first.itertuples()}
+    shared = built.assign(   # each user's prompts behind one prefix, each with its own suffix
+        text=[prefix[u] + t[int(c):] for u, t, c in zip(built["user_id"], built["text"], built["prefix_chars"])],
+        prefix_chars=[len(prefix[u]) for u in built["user_id"]])
+    rows, blocks = tuning_set(spark, random_target, shared, None, 42, 2)
+    assert sorted(rows["sample_id"]) == sorted(shared["sample_id"]) and list(rows.columns) == list(shared.columns)
+    assert {len(b.examples) for b in blocks} == {1, 2}
+    for block in blocks:
+        run = rows.iloc[list(block.examples)]
+        assert run["user_id"].nunique() == 1 and list(run["item_id"]) == sorted(run["item_id"])
+        assert all(text == block.prefix + s for text, s in zip(run["text"], block.suffixes))
 
 
 def test_the_tuning_paths_bench_tunes_every_path_on_the_same_rows(spark, trained, tmp_path):

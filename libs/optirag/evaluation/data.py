@@ -64,22 +64,27 @@ def tuning_set(spark: SparkSession, cfg: Config, train: pd.DataFrame, n: int | N
     """(the training prompts a scorer tunes on, their packing or None).
 
     One target per prefix: the first `n` by the seeded hash (`seeded_subset`). Packed
-    (optirag.llm.packing): each user's samples in the protocol's order (the samples'
-    timestamp, then item) cut into runs of `targets_per_prefix`, the runs in a seeded order,
-    and the first `n` rows of that order (the last run cut to fit). A packed set is thus
-    whole runs of consecutive targets, whose shared prefix is at most k - 1 targets old,
-    rather than k scattered samples; the sizes are nested all the same, and the plain path
-    can tune on exactly these rows (`blocks` ignored) for comparisons."""
+    (optirag.llm.packing): each user's samples in the protocol's order cut into runs of
+    `targets_per_prefix`, the runs in a seeded order, and the first `n` rows of that order
+    (the last run cut to fit). Chronological: by the samples' timestamp, then item, so a
+    run's shared prefix is at most k - 1 targets old. random_target: by item, and every run's
+    samples must already share one prompt prefix (a train user's targets with
+    `dataset.train_targets_per_user` > 1 share one history, ingest.protocol); a run whose
+    prefixes differ would show a target's rating in another's prompt, and is refused. A
+    packed set is thus whole runs of one user's targets rather than k scattered samples; the
+    sizes are nested all the same, and the plain path can tune on exactly these rows
+    (`blocks` ignored) for comparisons."""
     if targets_per_prefix == 1:
         return seeded_subset(train, n, seed), None
-    if cfg.dataset.protocol != "chronological":  # a random target's history holds the user's other items
-        raise ConfigError(f"model.tuning.targets_per_prefix > 1 needs the chronological protocol "
-                          f"(only there is a run's oldest history free of its later targets); "
-                          f"{cfg.dataset.name} uses {cfg.dataset.protocol!r}")
-    times = read_table(spark, SAMPLES, cfg.dataset_lake()).where("split = 'train'")
-    frame = train.merge(times.select("sample_id", "timestamp").toPandas(), on="sample_id",
-                        how="left", validate="one_to_one")
-    runs = plan_blocks(frame, targets_per_prefix)
+    if cfg.dataset.protocol == "chronological":
+        times = read_table(spark, SAMPLES, cfg.dataset_lake()).where("split = 'train'")
+        frame = train.merge(times.select("sample_id", "timestamp").toPandas(), on="sample_id",
+                            how="left", validate="one_to_one")
+        runs = plan_blocks(frame, targets_per_prefix)
+    else:
+        frame = train
+        runs = plan_blocks(frame, targets_per_prefix, order=("item_id",))
+        _refuse_unshared(frame, runs, cfg, targets_per_prefix)
     key = [_seeded_key(seed, frame["sample_id"].iat[r.examples[0]]) for r in runs]
     rows, blocks = [], []
     for i in np.argsort(key, kind="stable"):
@@ -89,7 +94,21 @@ def tuning_set(spark: SparkSession, cfg: Config, train: pd.DataFrame, n: int | N
         blocks.append(Block(runs[i].prefix, runs[i].suffixes[: len(take)],
                             tuple(range(len(rows), len(rows) + len(take)))))
         rows += take
-    return frame.iloc[rows].drop(columns="timestamp").reset_index(drop=True), blocks
+    return frame.iloc[rows][list(train.columns)].reset_index(drop=True), blocks
+
+
+def _refuse_unshared(frame: pd.DataFrame, runs: list[Block], cfg: Config, k: int) -> None:
+    """ConfigError unless each run's prompts all begin with the run's prefix (its first's)."""
+    for run in runs:
+        for i in run.examples[1:]:
+            text, cut = frame["text"].iat[i], int(frame["prefix_chars"].iat[i])
+            if text[:cut] != run.prefix:
+                raise ConfigError(
+                    f"model.tuning.targets_per_prefix {k} needs each run's samples to share one prompt "
+                    f"prefix: the chronological protocol, or random_target with "
+                    f"dataset.train_targets_per_user > 1 (a train user's targets then share one history); "
+                    f"{cfg.dataset.name}'s user {frame['user_id'].iat[i]} has train prompts with different "
+                    f"prefixes")
 
 
 def data_version(spark: SparkSession, cfg: Config) -> str:

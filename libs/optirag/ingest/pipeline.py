@@ -34,9 +34,12 @@ def _union(frames: list[DataFrame]) -> DataFrame | None:
 
 def data_version(cfg: Config, digests: list[tuple[str, str, str]]) -> str:
     """Names the input: raw file digests + every setting that shapes the tables."""
+    dataset = cfg.dataset.model_dump()
+    if dataset["train_targets_per_user"] == 1:  # today's tables: keep the version they had
+        del dataset["train_targets_per_user"]
     payload = json.dumps({
         "files": sorted(digests),
-        "dataset": cfg.dataset.model_dump(),
+        "dataset": dataset,
         "ingest": cfg.ingest.model_dump(),
     }, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]

@@ -2,10 +2,22 @@
 
 Paper section 6 and ``shared/data/README.md``:
 
-* ``random_target`` (BookCrossing, no timestamps): per user one target drawn with a
-  seeded hash of (seed, user, item); the history is up to ``history_max`` of the user's
-  other items in the same seeded order. Users with fewer than ``min_history`` other
-  items get no sample (their ratings still feed the graph).
+* ``random_target`` (BookCrossing, no timestamps): a user's items in a seeded order (a
+  hash of (seed, user, item)); the target is position 0 and the history the up to
+  ``history_max`` items at positions 1.. . Users with fewer than ``min_history`` other
+  items get no sample (their ratings still feed the graph). With
+  ``train_targets_per_user: k > 1`` a TRAIN user's first m = min(k, n - min_history)
+  positions are all targets and share ONE history, the items at positions m.. (valid/test
+  users are as with k = 1):
+
+      seeded order   t0 t1 .. t(m-1) | h h h ... (up to history_max) | rest
+      train, k > 1   m samples, each: target t_i, history = the h's
+      valid/test     one sample: target t0, history = positions 1..history_max
+
+  Shared, not each target's own "other items": a target's history then never holds
+  another target of the user (its rating would be a label leaked into a prompt of the
+  same user), and the user's samples share one prompt prefix, which shared-prefix tuning
+  (optirag.llm.packing) packs into one row.
 * ``chronological`` (MovieLens, Amazon): a user's interactions ordered by (timestamp,
   item_id); a sample at position p has the up to ``history_max`` items before p as
   history and needs ``p >= min_history``. Every eligible user's last ``heldout_last_n``
@@ -119,26 +131,30 @@ def build_samples(interactions: DataFrame, ds: DatasetConfig, ingest: IngestConf
     h = ingest.history_max
     positioned = _positions(interactions, ds, ingest.seed)
     if ds.protocol == "random_target":
-        with_history = positioned.withColumn("history", _history(1, h))
-        candidates = with_history.where((F.col("pos") == 0) & (F.col("n") - 1 >= ds.min_history))
-        first_target = F.lit(0)
+        # positions 0..m-1 (m = 1 unless train_targets_per_user > 1), each with its own
+        # history (the h items after it): a valid/test user keeps position 0 and its own, a
+        # train user every position and the last one's (`_shared`), the items after all its targets
+        m = F.least(F.lit(ds.train_targets_per_user), F.col("n") - ds.min_history)
+        candidates = (positioned.withColumn("history", _history(1, h)).where(F.col("pos") < m)
+                      .withColumn("_shared", F.max_by("history", "pos").over(Window.partitionBy("user_id"))))
+        target = F.col("pos") == 0
+        train_extra = True  # positions beyond 0 are candidates only when k > 1
     else:
-        with_history = positioned.withColumn("history", _history(-h, -1))
-        candidates = with_history.where(F.col("pos") >= ds.min_history)
-        first_target = F.greatest(F.col("n") - ds.heldout_last_n, F.lit(ds.min_history))
-    candidates = candidates.withColumn("_target", F.col("pos") >= first_target)
+        candidates = positioned.withColumn("history", _history(-h, -1)).where(F.col("pos") >= ds.min_history)
+        target = F.col("pos") >= F.greatest(F.col("n") - ds.heldout_last_n, F.lit(ds.min_history))
+        train_extra = ds.train_all_positions
+    candidates = candidates.withColumn("_target", target)
     users = candidates.where("_target").select("user_id").distinct()
     splits = assign_splits(users, ingest)
     samples = candidates.join(splits, "user_id")
-    keep = F.col("_target")
-    if ds.protocol == "chronological" and ds.train_all_positions:
-        keep = keep | (F.col("split") == "train")
+    train = F.col("split") == "train"
+    if ds.protocol == "random_target":
+        samples = samples.withColumn("history", F.when(train, F.col("_shared")).otherwise(F.col("history")))
+    keep = (F.col("_target") | train) if train_extra else F.col("_target")
     sample_id = F.substring(F.sha2(F.concat_ws("\u001f", "user_id", "item_id"), 256), 1, 16)
     samples = samples.where(keep).withColumn("sample_id", sample_id)
-    heldout_users = splits.where(F.col("split") != "train")
-    held_out = (positioned.join(heldout_users, "user_id")
-                .where(F.col("pos") >= first_target if ds.protocol == "chronological" else F.col("pos") == 0)
-                .select("user_id", "item_id"))
+    heldout_users = splits.where(~train)
+    held_out = positioned.join(heldout_users, "user_id").where(target).select("user_id", "item_id")
     return samples, held_out
 
 

@@ -42,14 +42,17 @@ class Block:
     examples: tuple[int, ...]
 
 
-def plan_blocks(frame: pd.DataFrame, targets_per_prefix: int) -> list[Block]:
+def plan_blocks(frame: pd.DataFrame, targets_per_prefix: int,
+                order: Sequence[str] = ("timestamp", "item_id")) -> list[Block]:
     """Blocks of up to `targets_per_prefix` consecutive samples of one user.
 
     `frame` (one row per tuning example, in the examples' order) needs `user_id`, `text`,
-    `prefix_chars` (where the suffix starts in `text`), and `timestamp` and `item_id`: the
-    ingest protocol's order of a user's samples, so that a block's first sample is its
-    oldest and its history shows none of the block's targets. A prompt without
-    `prefix_chars` (a prompts table built before it was recorded) is refused.
+    `prefix_chars` (where the suffix starts in `text`), and the `order` columns: a user's
+    samples in the ingest protocol's order. Chronological: (timestamp, item_id), so that a
+    block's first sample is its oldest and its history shows none of the block's targets (a
+    missing timestamp counts as 0). random_target has no timestamps: (item_id,), its train
+    user's samples sharing one history anyway. A prompt without `prefix_chars` (a prompts
+    table built before it was recorded) is refused.
     """
     if targets_per_prefix < 1:
         raise ValueError("targets_per_prefix must be >= 1")
@@ -57,8 +60,10 @@ def plan_blocks(frame: pd.DataFrame, targets_per_prefix: int) -> list[Block]:
     if missing.any():
         raise ValueError(f"{int(missing.sum())} prompts have no prefix_chars (built before the "
                          "prompts table recorded it): re-run jobs.build_prompts")
-    keyed = frame.assign(_i=np.arange(len(frame)), _t=frame["timestamp"].fillna(0))
-    keyed = keyed.sort_values(["user_id", "_t", "item_id"], kind="stable")
+    keyed = frame.assign(_i=np.arange(len(frame)))
+    if "timestamp" in order:
+        keyed["timestamp"] = keyed["timestamp"].fillna(0)
+    keyed = keyed.sort_values(["user_id", *order], kind="stable")
     blocks = []
     for _, rows in keyed.groupby("user_id", sort=True):
         texts, cuts, ids = rows["text"].tolist(), rows["prefix_chars"].astype(int).tolist(), rows["_i"].tolist()
