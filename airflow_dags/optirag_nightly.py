@@ -3,8 +3,12 @@
 settings -> ingest (the day's raw drop) -> check_ingest (GE gate) -> retriever_due
 (branch: refresh the retriever when its data_version changed or it is old) ->
 [train_retriever] -> build_candidates -> score (promoted scorer + exit heads) ->
-check_scores (GE gate) -> publish. A failed gate fails its task, so nothing downstream
-runs and the gate's log lists every failing expectation.
+check_scores (GE gate) -> publish, and beside publish night_report (the night's page,
+optirag.reporting.night). A failed gate fails its task, so publish does not run and the
+gate's log lists every failing expectation; night_report runs whatever the gate said
+(all_done) and shows them too. publish stays a leaf: a run whose publish did not run is
+failed even when the page was written (Airflow fails a run when any leaf failed or
+upstream_failed).
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from optirag_common import CONF, LIGHT, default_args, job_python, job_task, reso
 
 with DAG(
     dag_id="optirag_nightly",
-    description="Nightly CTR scoring: ingest -> gate -> retriever refresh -> candidates -> score -> gate -> publish",
+    description="Nightly CTR scoring: ingest -> gate -> retriever refresh -> candidates -> score -> gate -> "
+                "publish + the night's page",
     schedule=CONF["nightly_schedule"],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,                 # past dates go through optirag_backfill
@@ -49,6 +54,7 @@ with DAG(
     check_scores = job_task("check", task_id="check_scores", retries=0)(
         settings, date="{{ ds }}", args=["--suite", "scores"])
     publish = job_task("publish")(settings, date="{{ ds }}")
+    night_report = job_task("night_report", trigger_rule="all_done")(settings, date="{{ ds }}")
 
     ingest >> check_ingest >> due >> [train_retriever, candidates]
-    train_retriever >> candidates >> score >> check_scores >> publish
+    train_retriever >> candidates >> score >> check_scores >> [publish, night_report]

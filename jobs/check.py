@@ -6,7 +6,6 @@ Prints one line per expectation and exits 1 when any fails (the JSON report is w
 under quality.reports_dir).
 """
 import argparse
-import os
 
 from optirag.cli import run_job
 from optirag.config import ConfigError, add_common_args, config_from_args
@@ -21,6 +20,7 @@ def main() -> int:
     cfg = config_from_args(args)
     if args.suite == "scores" and not args.date:
         raise ConfigError("--suite scores needs --date YYYY-MM-DD")
+    from optirag.quality import gate_report_path
     from optirag.quality.runner import run_checks
     from optirag.spark import get_spark
 
@@ -36,7 +36,7 @@ def main() -> int:
         checks, name = ingest_checks(spark, cfg), "ingest"
     report = run_checks(checks)
     print(report.render())
-    path = os.path.join(cfg.quality.reports_dir, f"{cfg.dataset.name}-{name}.json")
+    path = gate_report_path(cfg, name)
     report.to_json(path)
     print(f"report: {path}")
     if not report.success:

@@ -2,8 +2,9 @@
 
 python -m jobs.score --dataset bookcrossing --lake /tmp/lake --date 2026-11-23
 Uses the promoted (else newest) scorer and exit heads of `scoring.variant`; re-running a
-date replaces exactly that date; a killed run leaves `scores` as it was. See
-optirag.scoring.pipeline.
+date replaces exactly that date; a killed run leaves `scores` as it was. The summary it
+prints is also <lake>/<dataset>/_reports/nightly/<date>/score_summary.json (for
+jobs.night_report). See optirag.scoring.pipeline.
 """
 import argparse
 import json
@@ -17,9 +18,11 @@ def main() -> int:
     add_common_args(parser, date=True)
     args = parser.parse_args()
     cfg = config_from_args(args)
+    from optirag.reporting.night import write_score_summary
     from optirag.scoring.pipeline import run_scoring
 
     summary = run_scoring(cfg, args.date)
+    write_score_summary(cfg, summary)
     print(json.dumps(summary, sort_keys=True))
     return 0
 

@@ -85,19 +85,23 @@ def hand_made_manifest(dataset_lake: str, data_version: str = "dv1") -> dict:
     return row
 
 
-def hand_made_scores(dataset_lake: str, score_date: str, broken: bool = False, version: str = "m1") -> int:
+def hand_made_scores(dataset_lake: str, score_date: str, broken: bool = False, version: str = "m1",
+                     labelled: bool = False) -> int:
     """Candidates, rejects and scores of one date, written the way the jobs write them.
 
     3 users x 4 items; (u2, i3) is rejected, the other 11 are scored. `broken` makes the
     scores wrong the ways the gate must catch: one candidate unscored, a score of 1.7,
-    an exit layer the model does not have. Returns the expected scores row count.
+    an exit layer the model does not have. `labelled`: the rows of u0 and u1 are eval
+    samples labelled 0, 1, 0, 1 by item. Returns the expected scores row count.
     """
     from optirag.orchestration.lake import replace_rows
     from optirag.tables import CANDIDATES, SCORE_REJECTS, SCORES
 
     now = dt.datetime.now(dt.timezone.utc)
-    cands = [{"score_date": score_date, "user_id": f"u{u}", "item_id": f"i{i}", "source": "popular",
-              "sample_id": None, "label": None} for u in range(3) for i in range(4)]
+    evals = {(u, i) for u in range(2) for i in range(4)} if labelled else set()
+    cands = [{"score_date": score_date, "user_id": f"u{u}", "item_id": f"i{i}",
+              "source": "eval" if (u, i) in evals else "popular", "sample_id": None,
+              "label": i % 2 if (u, i) in evals else None} for u in range(3) for i in range(4)]
     rejected = {("u2", "i3")}
     scored = [c for c in cands if (c["user_id"], c["item_id"]) not in rejected]
     scores = [{**c, "score": 0.05 + 0.08 * k, "exit_layer": EXIT_LAYERS[k % len(EXIT_LAYERS)],

@@ -13,7 +13,7 @@ import yaml
 from conftest import EXIT_LAYERS, REPO, hand_made_manifest, hand_made_scores, job_conf, tiny_bookcrossing
 
 from optirag.orchestration.lake import read
-from optirag.tables import PUBLISHED, SCORES
+from optirag.tables import PUBLISHED, SCORE_REJECTS, SCORES
 
 CONF = yaml.safe_load((REPO / "conf" / "base.yaml").read_text())["orchestration"]
 GATES = {"check_ingest", "check_scores", "score_date.check_scores", "promote"}
@@ -46,12 +46,16 @@ def test_dagbag_integrity(run_airflow):
     nightly = dags["optirag_nightly"]["tasks"]
     chain = ["settings", "ingest", "check_ingest", "retriever_due", "train_retriever", "build_candidates",
              "score", "check_scores", "publish"]
-    assert list(nightly) == chain
+    assert list(nightly) == [*chain, "night_report"]
     for up, down in zip(chain[1:], chain[2:]):
         assert down in nightly[up]["downstream"], (up, down)
     assert set(nightly["retriever_due"]["downstream"]) == {"train_retriever", "build_candidates"}
     assert nightly["build_candidates"]["trigger_rule"].endswith("NONE_FAILED_MIN_ONE_SUCCESS")
-    assert nightly["publish"]["downstream"] == []
+    # The night's page beside publish, whatever the gate said; both leaves, so a failed gate
+    # (publish upstream_failed) still fails the run.
+    assert nightly["check_scores"]["downstream"] == ["night_report", "publish"]
+    assert nightly["night_report"]["trigger_rule"].endswith("ALL_DONE")
+    assert nightly["publish"]["downstream"] == nightly["night_report"]["downstream"] == []
     backfill = dags["optirag_backfill"]
     assert {"start_date", "end_date"} <= set(backfill["params"])
     for step in ("build_candidates", "score", "check_scores", "publish"):
@@ -67,6 +71,14 @@ def test_dagbag_integrity(run_airflow):
 def _published(lake: Path) -> list[tuple]:
     table = read(PUBLISHED, f"{lake}/bookcrossing")
     return sorted((r["score_date"], r["model_version"], r["rows"]) for r in (table.to_pylist() if table else []))
+
+
+def _assert_night_report(run, lake: Path, date: str) -> str:
+    """The night_report task ran, wrote the night's page and named it in its log; the page."""
+    page = lake / "bookcrossing" / "_reports" / "nightly" / date / "report.md"
+    assert run.tasks["night_report"] == "success" and page.is_file(), run.log[-6000:]
+    assert f"night report: {page}" in run.log
+    return page.read_text()
 
 
 def test_backfill_gate_publishes_the_good_date_and_stops_the_broken_one(run_airflow, tmp_path):
@@ -111,6 +123,9 @@ def test_nightly_stops_at_the_ingest_gate_on_a_broken_drop(run_airflow, tmp_path
         assert run.tasks[task] == "upstream_failed", task
     assert "check: ingest gate FAILED" in run.log
     assert _published(lake) == []
+    # the night's page is written all the same, and does not make the run a success
+    assert "No scores for 2026-11-20" in _assert_night_report(run, lake, "2026-11-20")
+    assert run.state == "failed"
 
 
 # --- Full runs: every task runs its real job on a tiny real slice with the tiny model. ---
@@ -158,6 +173,10 @@ def test_retrain_promotes_then_nightly_publishes_then_backfill_adds_only_the_new
     assert {s[5] for s in scores} == {promoted["version"]}
     assert _published(lake) == [("2026-11-20", promoted["version"], len(scores))]
     published = read(PUBLISHED, f"{lake}/bookcrossing").to_pylist()
+    page = _assert_night_report(nightly, lake, "2026-11-20")
+    rejects = read(SCORE_REJECTS, f"{lake}/bookcrossing")
+    assert f"| candidates | {len(scores) + (rejects.num_rows if rejects else 0)} |" in page
+    assert "PASSED: " in page and "## Speed" in page and "No score summary" not in page
 
     backfill = run_airflow("test", "optirag_backfill", "2026-11-23", timeout=1800,
                            conf={**conf, "start_date": "2026-11-21", "end_date": "2026-11-21"})
@@ -177,7 +196,8 @@ def test_nightly_refreshes_the_retriever_only_when_due(run_airflow, tmp_path):
     lake = tmp_path / "lake"
     hand_made_manifest(f"{lake}/bookcrossing")
     others = r"^(ingest|check_ingest|train_retriever|build_candidates|score|check_scores|publish)$"
-    due = run_airflow("test", "optirag_nightly", "2026-11-20", conf=job_conf(lake, tmp_path), mark_success=others)
+    due = run_airflow("test", "optirag_nightly", "2026-11-20", conf=job_conf(lake, tmp_path),
+                      mark_success=others[:-2] + "|night_report)$")
     # on failure, show the task log (12-04: retriever_due aborted at exit; see test_gate_jobs)
     assert due.tasks["retriever_due"] == "success" and due.tasks["train_retriever"] == "success", due.log[-6000:]
     assert "retriever DUE: no retriever/gcn version yet" in due.log
@@ -186,7 +206,12 @@ def test_nightly_refreshes_the_retriever_only_when_due(run_airflow, tmp_path):
     folder.mkdir(parents=True)
     (folder / "meta.json").write_text(json.dumps(
         {"model_version": "g1", "data_version": "dv1", "created_at": "2026-11-19T03:00:00+00:00"}))
+    # night_report runs its real job here, on hand-made scores of this night and the last
+    for date in ("2026-11-20", "2026-11-21"):
+        hand_made_scores(f"{lake}/bookcrossing", date)
     fresh = run_airflow("test", "optirag_nightly", "2026-11-21", conf=job_conf(lake, tmp_path), mark_success=others)
     assert fresh.tasks["train_retriever"] == "skipped", fresh.log[-6000:]
     assert fresh.tasks["build_candidates"] == "success" and fresh.tasks["publish"] == "success"
     assert "retriever fresh: retriever/gcn/g1 is fresh (2 days old" in fresh.log
+    page = _assert_night_report(fresh, lake, "2026-11-21")
+    assert "| 2026-11-20 | 11 |" in page and "Gate not run" in page   # check_scores was marked, not run

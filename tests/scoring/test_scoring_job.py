@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from optirag.config import load_config
+from optirag.reporting.night import night_dir, write_night_report
 from optirag.tables import CANDIDATES, SAMPLES, SCORE_REJECTS, SCORES, read_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,6 +136,12 @@ def test_scoring_writes_every_candidate_once_faulted_runs_commit_nothing_and_a_r
     assert '"rejected": 2' in out.stdout
     rejects = read_table(spark, SCORE_REJECTS, dl).where(F.col("score_date") == DAY2)
     assert sorted(r.reason for r in rejects.collect()) == ["unknown_item", "unknown_user"]
+    # the printed summary is kept for the night's page, which reads these tables (day 1 before)
+    kept = json.loads((night_dir(_cfg(scoring_lake), DAY2) / "score_summary.json").read_text())
+    assert kept == json.loads(next(ln for ln in out.stdout.splitlines()[::-1] if ln.startswith("{")))
+    page = write_night_report(_cfg(scoring_lake), DAY2).read_text()
+    assert {"| scored | 5 |", "| rejected | 2 (unknown_item: 1, unknown_user: 1) |"} <= set(page.splitlines())
+    assert f"| {DAY1} | {len(first)} |" in page and "## Speed" in page
     # scored without prefix sharing: same model, same prompts, same scores as day 1's
     day2 = {(r.user_id, r.item_id): r.score for r in _scores(spark, scoring_lake, DAY2).collect()}
     assert len(day2) == 5

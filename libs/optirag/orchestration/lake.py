@@ -32,6 +32,15 @@ def read(table: Table, dataset_lake: str, filters=None, columns: list[str] | Non
                                                            use_threads=False)
 
 
+def partition_values(table: Table, dataset_lake: str, column: str) -> list[str]:
+    """The values of a partition column that hold files, sorted, from the Delta log alone
+    (no data file is opened); [] when the table does not exist yet."""
+    path = uri(table.path(dataset_lake))
+    if not DeltaTable.is_deltatable(path):
+        return []
+    return sorted({p[column] for p in DeltaTable(path).partitions()})
+
+
 def replace_rows(rows: list[dict], table: Table, dataset_lake: str, predicate: str) -> None:
     """Atomically replace the rows matching `predicate` by `rows` (creates the table)."""
     path = uri(table.path(dataset_lake))

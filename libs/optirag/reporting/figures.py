@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -33,6 +34,31 @@ def auc_and_speed(points: list[dict], xlabel: str, speed_label: str, title: str,
         ax2.plot(xs, [p["speed"] for p in points], "s--", color="#d62728")
         ax2.set_ylabel(speed_label, color="#d62728")
     ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def exit_layer_histogram(counts: dict[int, int], path: Path) -> Path:
+    """The night's page: scored rows per exit layer."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    layers = sorted(counts)
+    ax.bar(layers, [counts[k] for k in layers], color="#1f77b4")
+    ax.set_xticks(layers)
+    ax.set_xlabel("exit layer")
+    ax.set_ylabel("rows")
+    return _save(fig, path)
+
+
+def score_distributions(scores: dict[str, np.ndarray], path: Path) -> Path:
+    """The night's page: score histograms of several dates, overlaid (density, so dates of
+    different sizes compare)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    bins = np.linspace(0.0, 1.0, 41)
+    for (label, values), color in zip(scores.items(), ("#1f77b4", "#d62728", "#2ca02c")):
+        ax.hist(values, bins=bins, density=True, histtype="step", linewidth=1.6, color=color,
+                label=f"{label} (n={len(values):,})")
+    ax.set_xlabel("score (P(click))")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 
