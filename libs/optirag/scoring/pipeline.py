@@ -2,9 +2,12 @@
 
     read      the date's candidate files (Delta log -> Parquet files, streamed)
     prompts   CPU map_batches actors: attach each user's prefix ids and each item's suffix
-              ids (tokenized once per actor); unknown users/items get a reject reason
+              ids (tokenized once per actor); unknown users/items get a reject reason;
+              incremental nights: a row whose score_key the latest earlier date holds
+              keeps that score (``reuse``)
     score     map_batches actor pool: each actor loads the scorer and exit heads once and
-              scores its batches with shared user prefixes and per-sample early exit
+              scores its batches' other rows with shared user prefixes and per-sample
+              early exit
     stage     the driver streams finished batches into Parquet files under
               <lake>/<dataset>/_staging/scores/<date>/ and prints rows, rows/s and ETA
     commit    one Delta commit replaces the date's partition of `scores` (and of
@@ -40,6 +43,7 @@ from optirag.scoring.config import scoring_config
 from optirag.scoring.progress import Progress, report_progress, row_counter
 from optirag.scoring.read import candidate_files, read_files
 from optirag.scoring.resolve import resolve_models
+from optirag.scoring.reuse import earlier_scores, key_versions, reused_rows
 from optirag.tables import CANDIDATES, SCORE_REJECTS, SCORES
 
 
@@ -69,6 +73,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
                                                 tokenizer_dir)
     targets = item_targets(spark, cfg, candidate_items(spark, cfg, score_date))
     suffix = suffix_builder(spark, cfg, variant, retriever_version)
+    earlier = earlier_scores(cfg.dataset_lake(), score_date) if scfg.incremental else None
     context_seconds = time.time() - started
 
     folder = staging_dir(cfg, "scores", score_date)
@@ -88,7 +93,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
     ds = ds.map_batches(
         AttachPrompts, batch_format="pandas", batch_size=scfg.block_rows,
         fn_constructor_args=(ray.put(prefixes), ray.put(targets), ray.put(suffix), tokenizer_dir,
-                             score_date),
+                             score_date, key_versions(spec), ray.put(earlier)),
         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=scfg.prompt_num_cpus)
     ds = ds.map_batches(
         ExitScorer, batch_format="pandas", batch_size=scfg.block_rows,
@@ -97,7 +102,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
         num_cpus=scfg.actor_num_cpus, num_gpus=scfg.num_gpus or None)
 
     exits: dict[int, int] = {}
-    staged_rows = 0
+    staged_rows = reused = 0
     scoring_started = time.time()
     with report_progress(Progress(total, scfg.progress_seconds), counter):
         for part, batch in enumerate(ds.iter_batches(batch_size=None, batch_format="pandas")):
@@ -105,6 +110,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
                 continue
             staged_rows += stage(folder, part, batch, retriever_version)
             faults.point("scoring.after_staged_rows", staged_rows)
+            reused += reused_rows(batch)
             for layer, n in zip(*np.unique(batch.loc[batch["reason"].isna(), "exit_layer"],
                                            return_counts=True)):
                 exits[int(layer)] = exits.get(int(layer), 0) + int(n)
@@ -112,10 +118,11 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
     faults.point("scoring.before_commit")
     counts = commit(cfg, score_date, folder)
     shutil.rmtree(folder, ignore_errors=True)
-    scored = counts[SCORES.name]
+    scored = counts[SCORES.name] - reused  # run through the model tonight
     return {
-        "score_date": score_date, "rows": scored + counts[SCORE_REJECTS.name], "scored": scored,
-        "rejected": counts[SCORE_REJECTS.name], "model_version": spec["model_version"],
+        "score_date": score_date, "rows": counts[SCORES.name] + counts[SCORE_REJECTS.name],
+        "scored": scored, "reused": reused, "rejected": counts[SCORE_REJECTS.name],
+        "incremental": scfg.incremental, "model_version": spec["model_version"],
         "retriever_version": retriever_version, "variant": variant,
         "early_exit": scfg.early_exit, "shared_prefix": scfg.shared_prefix,
         "exit_rule": ({k: spec["early_exit_cfg"][k] for k in ("rule", "tau", "window", "min_previous")}
