@@ -119,7 +119,12 @@ SCORES = Table("scores", T.StructType([
     _f("score", D, False), _f("exit_layer", I, False), _f("model_version", S, False),
     _f("retriever_version", S), _f("source", S, False), _f("sample_id", S), _f("label", I),
     _f("scored_at", T.TimestampType(), False),
-]), "nightly CTR scores; one partition per score_date, replaced whole by a re-run", ("score_date",),
+    # added with incremental nights (rows written before read null): sha256[:32] of what
+    # determined the score (optirag.scoring.reuse), and the date it was computed on
+    _f("score_key", S), _f("scored_on", S),
+]), "nightly CTR scores; one partition per score_date, replaced whole by a re-run; a row whose "
+    "score_key an earlier date holds keeps that score (scored_on: the date it was computed)",
+    ("score_date",),
     key=("score_date", "user_id", "item_id"))
 
 SCORE_REJECTS = Table("score_rejects", T.StructType([

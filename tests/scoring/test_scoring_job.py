@@ -19,7 +19,10 @@ from optirag.reporting.night import night_dir, write_night_report
 from optirag.tables import CANDIDATES, SAMPLES, SCORE_REJECTS, SCORES, read_table
 
 REPO = Path(__file__).resolve().parents[2]
-DAY1, DAY2 = "2026-11-20", "2026-11-21"
+# EARLIER is scored after DAY1 but dated before it: DAY1's re-run reuses its rows
+EARLIER, DAY1, NEXT = "2026-11-19", "2026-11-20", "2026-11-21"
+# one row scored in other batches (other rows beside it): 6.6e-7 at most measured (fp32, tiny)
+NOISE = 5e-6
 OVERRIDES = ["candidates.per_user=6", "scoring.scorer_version=base", "scoring.batch_size=8",
              "scoring.block_rows=64", "scoring.progress_seconds=1", "scoring.actor_num_cpus=0.5"]
 
@@ -104,12 +107,42 @@ def _bad_candidates(spark, lake, day) -> None:
     write_table(rows, CANDIDATES, dl, replace_where=f"score_date = '{day}'")
 
 
-def test_scoring_writes_every_candidate_once_faulted_runs_commit_nothing_and_a_rerun_replaces_only_its_date(
+def _changed_candidates(spark, lake, day, users: set[str]) -> set[tuple[str, str]]:
+    """`day`'s candidates: DAY1's, but two of `users` swap one candidate item each (new
+    rows, new keys); returns the two changed (user, item) rows."""
+    from optirag.tables import write_table
+
+    dl = f"{lake}/bookcrossing"
+    cand = read_table(spark, CANDIDATES, dl).where(F.col("score_date") == DAY1).drop("score_date")
+    pairs = {(r.user_id, r.item_id) for r in cand.select("user_id", "item_id").collect()}
+    fresh = sorted((r.user_id, r.item_id) for r in cand.where("source != 'eval'").collect() if r.user_id in users)
+    (a, ia), (b, ib) = next(((x, y) for x in fresh for y in fresh
+                             if x[0] < y[0] and (x[0], y[1]) not in pairs and (y[0], x[1]) not in pairs))
+    swap = F.when((F.col("user_id") == a) & (F.col("item_id") == ia), F.lit(ib)).when(
+        (F.col("user_id") == b) & (F.col("item_id") == ib), F.lit(ia)).otherwise(F.col("item_id"))
+    write_table(cand.withColumn("item_id", swap).withColumn("score_date", F.lit(day)), CANDIDATES, dl,
+                replace_where=f"score_date = '{day}'")
+    return {(a, ib), (b, ia)}
+
+
+def _summary(out) -> dict:
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _rows(spark, lake, day) -> dict[tuple[str, str], dict]:
+    cols = ["score", "exit_layer", "score_key", "scored_on"]
+    return {(r.user_id, r.item_id): {c: r[c] for c in cols}
+            for r in _scores(spark, lake, day).select("user_id", "item_id", *cols).collect()}
+
+
+def test_scoring_writes_every_candidate_once_faulted_runs_commit_nothing_a_rerun_replaces_only_its_date_and_a_night_rescores_only_changed_rows(
         spark, scoring_lake):
-    """One lake, five job runs (each ~2 min of CI: one test, not three): score day 1; a day
-    with bad candidate rows fails just before its commit, then is scored without prefix
-    sharing (bad rows recorded, not fatal); a day-1 re-run is killed mid-way (nothing
-    committed); day 1 re-run to completion."""
+    """One lake, six job runs (each ~2 min of CI: one test, not four): score day 1; an
+    earlier day with bad candidate rows fails just before its commit, then is scored without
+    prefix sharing (bad rows recorded, not fatal); an (incremental) day-1 re-run is killed
+    mid-way (nothing committed); day 1 re-run to completion, reusing the earlier day's five
+    rows: equal to the first, full, run row for row; the next day, where two rows changed
+    item, re-scores exactly those two."""
     from deltalake import DeltaTable
 
     out = _run(scoring_lake, DAY1)
@@ -118,34 +151,39 @@ def test_scoring_writes_every_candidate_once_faulted_runs_commit_nothing_and_a_r
     cand = read_table(spark, CANDIDATES, dl).where(F.col("score_date") == DAY1)
     scores = _scores(spark, scoring_lake, DAY1)
     keys = ["user_id", "item_id", "source"]
-    assert scores.count() == cand.count()
+    n = cand.count()
+    assert scores.count() == n
     assert scores.select(*keys).exceptAll(cand.select(*keys)).count() == 0
     row = scores.agg(F.min("score"), F.max("score"), F.countDistinct("model_version"),
                      F.min("exit_layer"), F.max("exit_layer")).first()
     assert 0 < row[0] <= row[1] < 1 and row[2] == 1 and 2 <= row[3] <= row[4] <= 6
-    first = sorted((r.user_id, r.item_id, r.score) for r in scores.collect())
+    first = _rows(spark, scoring_lake, DAY1)  # nothing earlier in the lake: a full night
+    assert {k: v for k, v in _summary(out).items() if k in ("rows", "scored", "reused")} == {
+        "rows": n, "scored": n, "reused": 0}
+    assert {r["scored_on"] for r in first.values()} == {DAY1}
+    # rows of equal token ids (e.g. two items of the same text) share a key, and a score
+    same = {}
+    for r in first.values():
+        same.setdefault(r["score_key"], []).append(r["score"])
+    assert {len(k) for k in same} == {32} and max(max(v) - min(v) for v in same.values()) < NOISE
 
     # A run that fails just before its Delta commit (every row staged) says so and commits
     # nothing; the next run clears its staged rows and commits, rejecting the bad rows.
-    _bad_candidates(spark, scoring_lake, DAY2)
-    failed = _run(scoring_lake, DAY2, faults="scoring.before_commit=raise")
+    _bad_candidates(spark, scoring_lake, EARLIER)
+    failed = _run(scoring_lake, EARLIER, faults="scoring.before_commit=raise")
     assert failed.returncode != 0 and "FaultInjected: fault point scoring.before_commit" in failed.stderr
-    assert list(Path(dl, "_staging", "scores", DAY2).glob("*.parquet"))
-    assert _scores(spark, scoring_lake, DAY2).count() == 0
-    out = _run(scoring_lake, DAY2, "scoring.shared_prefix=false")
-    assert '"rejected": 2' in out.stdout
-    rejects = read_table(spark, SCORE_REJECTS, dl).where(F.col("score_date") == DAY2)
+    assert list(Path(dl, "_staging", "scores", EARLIER).glob("*.parquet"))
+    assert _scores(spark, scoring_lake, EARLIER).count() == 0
+    out = _run(scoring_lake, EARLIER, "scoring.shared_prefix=false")
+    assert {k: _summary(out)[k] for k in ("rows", "scored", "reused", "rejected")} == {
+        "rows": 7, "scored": 5, "reused": 0, "rejected": 2}
+    rejects = read_table(spark, SCORE_REJECTS, dl).where(F.col("score_date") == EARLIER)
     assert sorted(r.reason for r in rejects.collect()) == ["unknown_item", "unknown_user"]
-    # the printed summary is kept for the night's page, which reads these tables (day 1 before)
-    kept = json.loads((night_dir(_cfg(scoring_lake), DAY2) / "score_summary.json").read_text())
-    assert kept == json.loads(next(ln for ln in out.stdout.splitlines()[::-1] if ln.startswith("{")))
-    page = write_night_report(_cfg(scoring_lake), DAY2).read_text()
-    assert {"| scored | 5 |", "| rejected | 2 (unknown_item: 1, unknown_user: 1) |"} <= set(page.splitlines())
-    assert f"| {DAY1} | {len(first)} |" in page and "## Speed" in page
-    # scored without prefix sharing: same model, same prompts, same scores as day 1's
-    day2 = {(r.user_id, r.item_id): r.score for r in _scores(spark, scoring_lake, DAY2).collect()}
-    assert len(day2) == 5
-    assert max(abs(day2[(u, i)] - s) for u, i, s in first if (u, i) in day2) < 1e-4
+    # scored without prefix sharing: same model, same prompts, same keys and scores as day 1's
+    earlier = _rows(spark, scoring_lake, EARLIER)
+    assert len(earlier) == 5
+    assert all(earlier[k]["score_key"] == first[k]["score_key"] for k in earlier)
+    assert max(abs(r["score"] - first[k]["score"]) for k, r in earlier.items()) < 1e-4
 
     # A re-run of day 1 SIGKILLed at the fault point right after its first rows were staged
     # (optirag.faults: deterministic, however fast the job stages and commits).
@@ -156,12 +194,48 @@ def test_scoring_writes_every_candidate_once_faulted_runs_commit_nothing_and_a_r
     assert list(staging.glob("*.parquet"))  # it died mid-way: rows staged ...
     assert DeltaTable(SCORES.path(dl)).version() == before  # ... and nothing committed
 
-    _run(scoring_lake, DAY1)  # the re-run completes: same rows, not appended; day 2 untouched
-    again = sorted((r.user_id, r.item_id, r.score) for r in _scores(spark, scoring_lake, DAY1).collect())
-    assert [(u, i) for u, i, _ in again] == [(u, i) for u, i, _ in first]
-    assert max(abs(a[2] - b[2]) for a, b in zip(first, again)) < 1e-9
-    assert {(r.user_id, r.item_id): r.score for r in _scores(spark, scoring_lake, DAY2).collect()} == day2
+    # The re-run completes: same rows, not appended; the earlier day untouched. Incremental:
+    # the rows whose key the earlier day holds (its five, and any of equal token ids) are
+    # copied (score, exit layer, the day they were scored on), the rest scored again in
+    # other batches than the first run's: the same scores to float reassociation.
+    out = _run(scoring_lake, DAY1)
+    by_key = {r["score_key"]: r for r in earlier.values()}
+    copied = {k for k, r in first.items() if r["score_key"] in by_key}
+    assert len(copied) >= 5
+    assert {k: _summary(out)[k] for k in ("rows", "scored", "reused")} == {
+        "rows": n, "scored": n - len(copied), "reused": len(copied)}
+    again = _rows(spark, scoring_lake, DAY1)
+    assert again.keys() == first.keys()
+    assert all(again[k]["score_key"] == first[k]["score_key"] for k in first)
+    assert all(again[k]["exit_layer"] == first[k]["exit_layer"] for k in first)
+    assert all(again[k] == by_key[again[k]["score_key"]] for k in copied)
+    assert {k for k, r in again.items() if r["scored_on"] == DAY1} == first.keys() - copied
+    assert max(abs(again[k]["score"] - r["score"]) for k, r in first.items() if k not in copied) < NOISE
+    assert _rows(spark, scoring_lake, EARLIER) == earlier
     assert not staging.exists()
+
+    # The next night two rows changed item: exactly those are scored, the rest copied from
+    # day 1 with the day each was scored on (the earlier day's: that day). The two users
+    # share no key with another row (so no other user has their prefix).
+    shared = {r["score_key"] for r in again.values() if len(same[r["score_key"]]) > 1}
+    alone = {u for u, _ in again} - {u for (u, _), r in again.items() if r["score_key"] in shared}
+    changed = _changed_candidates(spark, scoring_lake, NEXT, alone)
+    out = _run(scoring_lake, NEXT)
+    assert {k: _summary(out)[k] for k in ("rows", "scored", "reused")} == {"rows": n, "scored": 2, "reused": n - 2}
+    nxt = _rows(spark, scoring_lake, NEXT)
+    assert {k for k, r in nxt.items() if r["scored_on"] == NEXT} == changed
+    # (a key several rows share is copied from one of them: equal to float reassociation)
+    assert nxt.keys() - changed == again.keys() & nxt.keys()
+    assert all(nxt[k]["score_key"] == again[k]["score_key"] and nxt[k]["scored_on"] == again[k]["scored_on"]
+               and nxt[k]["exit_layer"] == again[k]["exit_layer"]
+               and abs(nxt[k]["score"] - again[k]["score"]) < NOISE for k in nxt.keys() - changed)
+    assert not {nxt[k]["score_key"] for k in changed} & {r["score_key"] for r in again.values()}
+    # the printed summary is kept for the night's page, which reads these tables (day 1 before)
+    kept = json.loads((night_dir(_cfg(scoring_lake), NEXT) / "score_summary.json").read_text())
+    assert kept == _summary(out)
+    page = write_night_report(_cfg(scoring_lake), NEXT).read_text().splitlines()
+    assert {"| scored | 2 |", f"| reused | {n - 2} |", "| rejected | 0 |"} <= set(page)
+    assert any(line.startswith(f"| {DAY1} | {n:,} |") for line in page) and "## Speed" in page
 
 
 def test_analyst_queries(spark, scoring_lake):

@@ -1,9 +1,12 @@
 """The Ray Data actors of the scoring job (optirag.scoring.pipeline wires them):
 
     AttachPrompts  CPU stage: each user's prefix ids and each item's suffix ids, tokenized
-                   once per actor; unknown users/items get a reject reason
+                   once per actor; unknown users/items get a reject reason; each row's
+                   score_key, and the earlier night's score where the key is known
+                   (optirag.scoring.reuse)
     ExitScorer     the scorer and exit heads loaded once per actor (optirag.scoring.resolve);
-                   scores its batches with shared user prefixes and per-sample early exit
+                   scores its batches' rows that have no score yet with shared user
+                   prefixes and per-sample early exit
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import pandas as pd
 
 from optirag import faults
 from optirag.scoring.resolve import load_scorer
+from optirag.scoring.reuse import Reuse, score_key
 
 
 def _get(value: Any) -> Any:
@@ -25,10 +29,11 @@ def _get(value: Any) -> Any:
 class AttachPrompts:
     """CPU stage: user prefix ids and candidate suffix ids per row, or a reject reason. The
     suffix comes from the evaluation prompts' SuffixBuilder (per item, or per (user, item)
-    when it shows the user's similar raters of the candidate)."""
+    when it shows the user's similar raters of the candidate). Each row gets its score_key;
+    a row whose key `earlier` holds (incremental nights) gets that score here."""
 
     def __init__(self, prefixes: Any, targets: Any, suffix: Any, tokenizer_dir: str, score_date: str,
-                 counter: Any = None):
+                 key_versions: str, earlier: Any = None, counter: Any = None):
         from optirag.llm.loading import load_tokenizer
 
         self.counter = counter
@@ -38,6 +43,7 @@ class AttachPrompts:
         self.suffix = _get(suffix)
         self.tokenizer = load_tokenizer(tokenizer_dir)
         self.score_date = score_date
+        self.key_versions, self.reuse = key_versions, Reuse(_get(earlier))
         self.prefix_ids: dict[str, list[int]] = {}
         self.suffix_ids: dict[Any, list[int]] = {}
 
@@ -79,13 +85,20 @@ class AttachPrompts:
         batch = batch.copy()
         batch["score_date"] = self.score_date
         batch["reason"] = pd.Series(reason, index=batch.index, dtype=object)
-        batch["prefix_ids"] = [next(prefix_ids) if o else [] for o in ok]
-        batch["suffix_ids"] = [next(suffix_ids) if o else [] for o in ok]
+        prefix_ids = [next(prefix_ids) if o else [] for o in ok]
+        suffix_ids = [next(suffix_ids) if o else [] for o in ok]
+        batch["score_key"] = [score_key(self.key_versions, p, s) if o else None
+                              for o, p, s in zip(ok, prefix_ids, suffix_ids)]
+        reused = self.reuse.fill(batch)
+        # a reused row goes through the scorer untouched: no ids to ship
+        batch["prefix_ids"] = [[] if r else p for r, p in zip(reused, prefix_ids)]
+        batch["suffix_ids"] = [[] if r else s for r, s in zip(reused, suffix_ids)]
         return batch
 
 
 class ExitScorer:
-    """Actor stage: the scorer + heads loaded once; scores its batches (prefix-shared)."""
+    """Actor stage: the scorer + heads loaded once; scores its batches' rows that have no
+    score yet (prefix-shared)."""
 
     def __init__(self, spec: dict[str, Any], batch_size: int, shared_prefix: bool,
                  counter: Any = None):
@@ -103,9 +116,8 @@ class ExitScorer:
 
         started = time.perf_counter()
         batch = batch.copy()
-        batch["score"] = np.nan
-        batch["exit_layer"] = -1
-        ok = batch["reason"].isna().to_numpy()
+        # rows AttachPrompts filled from an earlier night pass through as they are
+        ok = (batch["reason"].isna() & batch["score"].isna()).to_numpy()
         if ok.any():
             rows = batch[ok]
             _, first, group = np.unique(rows["user_id"].to_numpy(dtype=object),
@@ -117,6 +129,7 @@ class ExitScorer:
                         self.batch_size, self.tokenizer.pad_token_id)
             batch.loc[ok, "score"] = out.p_yes.double().numpy()
             batch.loc[ok, "exit_layer"] = out.exit_layer.numpy()
+            batch.loc[ok, "scored_on"] = batch.loc[ok, "score_date"]
         batch["model_version"] = self.model_version
         batch["scored_at"] = pd.Timestamp.now(tz="UTC")
         if self.counter is not None:

@@ -62,8 +62,10 @@ def commit(cfg: Config, score_date: str, folder: Path) -> dict[str, int]:
         reader = pa.RecordBatchReader.from_batches(schema, batches)
         path = table.path(lake)
         exists = Path(path, "_delta_log").is_dir()
+        # schema_mode merge: a table from before a column was added gains it (older rows: null)
         write_deltalake(path, reader, partition_by=list(table.partition_by),
                         mode="overwrite" if exists else "append",
-                        predicate=f"score_date = '{score_date}'" if exists else None)
+                        predicate=f"score_date = '{score_date}'" if exists else None,
+                        schema_mode="merge" if exists else None)
         counts[table.name] = staged.count_rows(filter=keep)
     return counts

@@ -46,6 +46,8 @@ class ScoringConfig(Section):
     torch_threads: int | None = Field(None, ge=1)
     max_rows: int | None = Field(None, ge=1)
     progress_seconds: float = Field(10.0, gt=0)
+    # re-score only rows whose score_key the latest earlier date lacks (jobs.score --full: off)
+    incremental: bool = True
 
 
 def scoring_config(cfg: Config) -> ScoringConfig:

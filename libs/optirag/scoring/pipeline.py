@@ -2,10 +2,13 @@
 
     read      the date's candidate files (Delta log -> Parquet files, streamed)
     prompts   CPU map_batches actors: attach each user's prefix ids and each item's suffix
-              ids (tokenized once per actor); unknown users/items get a reject reason
+              ids (tokenized once per actor); unknown users/items get a reject reason;
+              incremental nights: a row whose score_key the latest earlier date holds
+              keeps that score (``reuse``)
     score     map_batches actor pool: each actor loads the scorer and exit heads once and
-              scores its batches with shared user prefixes and per-sample early exit; how
-              many actors, CPUs and torch threads comes from Ray's resources (``sizing``)
+              scores its batches' other rows with shared user prefixes and per-sample
+              early exit; how many actors, CPUs and torch threads comes from Ray's
+              resources (``sizing``)
     stage     the driver streams finished batches into Parquet files under
               <lake>/<dataset>/_staging/scores/<date>/ and prints rows, rows/s and ETA
     commit    one Delta commit replaces the date's partition of `scores` (and of
@@ -41,6 +44,7 @@ from optirag.scoring.config import scoring_config
 from optirag.scoring.progress import Progress, report_progress, row_counter
 from optirag.scoring.read import candidate_files, read_files
 from optirag.scoring.resolve import resolve_models
+from optirag.scoring.reuse import earlier_scores, key_versions, reused_rows
 from optirag.scoring.sizing import ray_node_resources, size_actors
 from optirag.tables import CANDIDATES, SCORE_REJECTS, SCORES
 
@@ -71,6 +75,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
                                                 tokenizer_dir)
     targets = item_targets(spark, cfg, candidate_items(spark, cfg, score_date))
     suffix = suffix_builder(spark, cfg, variant, retriever_version)
+    earlier = earlier_scores(cfg.dataset_lake(), score_date) if scfg.incremental else None
     context_seconds = time.time() - started
 
     folder = staging_dir(cfg, "scores", score_date)
@@ -95,7 +100,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
     ds = ds.map_batches(
         AttachPrompts, batch_format="pandas", batch_size=scfg.block_rows,
         fn_constructor_args=(ray.put(prefixes), ray.put(targets), ray.put(suffix), tokenizer_dir,
-                             score_date, counter),
+                             score_date, key_versions(spec), ray.put(earlier), counter),
         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=scfg.prompt_num_cpus)
     ds = ds.map_batches(
         ExitScorer, batch_format="pandas", batch_size=scfg.block_rows,
@@ -104,7 +109,8 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
         num_cpus=sizing.actor_num_cpus, num_gpus=sizing.num_gpus or None)
 
     exits: dict[int, int] = {}
-    staged_rows, staging_seconds = 0, 0.0
+    staged_rows = reused = 0
+    staging_seconds = 0.0
     scoring_started = time.time()
     with report_progress(Progress(total, scfg.progress_seconds), counter):
         for part, batch in enumerate(ds.iter_batches(batch_size=None, batch_format="pandas")):
@@ -114,6 +120,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
             staged_rows += stage(folder, part, batch, retriever_version)
             staging_seconds += time.time() - mark
             faults.point("scoring.after_staged_rows", staged_rows)
+            reused += reused_rows(batch)
             for layer, n in zip(*np.unique(batch.loc[batch["reason"].isna(), "exit_layer"],
                                            return_counts=True)):
                 exits[int(layer)] = exits.get(int(layer), 0) + int(n)
@@ -125,10 +132,11 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
     shutil.rmtree(folder, ignore_errors=True)
     stages["commit"] = round(time.time() - mark, 1)
     busy = ray.get(counter.busy_seconds.remote()) | {"staging": round(staging_seconds, 1)}
-    scored = counts[SCORES.name]
+    scored = counts[SCORES.name] - reused  # run through the model tonight
     return {
-        "score_date": score_date, "rows": scored + counts[SCORE_REJECTS.name], "scored": scored,
-        "rejected": counts[SCORE_REJECTS.name], "model_version": spec["model_version"],
+        "score_date": score_date, "rows": counts[SCORES.name] + counts[SCORE_REJECTS.name],
+        "scored": scored, "reused": reused, "rejected": counts[SCORE_REJECTS.name],
+        "incremental": scfg.incremental, "model_version": spec["model_version"],
         "retriever_version": retriever_version, "variant": variant,
         "early_exit": scfg.early_exit, "shared_prefix": scfg.shared_prefix,
         "exit_rule": ({k: spec["early_exit_cfg"][k] for k in ("rule", "tau", "window", "min_previous")}
