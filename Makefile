@@ -21,7 +21,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-e2e ingest check demo bench bench-retrieval bench-early-exit bench-scoring bench-tuning bench-tuning-paths bench-peers report reports-manifest airflow airflow-setup clean-lake help \
+.PHONY: setup test test-e2e ingest check demo bench bench-retrieval bench-early-exit bench-scoring bench-tuning bench-tuning-paths bench-nightly bench-peers report reports-manifest airflow airflow-setup clean-lake help \
 	dist cluster-up cluster-down cluster-status cluster-demo test-cluster config
 
 help:
@@ -90,6 +90,8 @@ config: setup
 
 # The nightly pipeline end to end on the shared BookCrossing data (demo sizes, < 20 min).
 DEMO_DATE ?= $(shell date -u +%F)
+NIGHTLY_DATE ?= 2026-12-01
+NIGHTLY_USERS ?= 100
 demo: setup
 	$(PY) -m jobs.demo --dataset bookcrossing --raw $(DATA)/bookcrossing --lake $(LAKE) \
 		--env demo --model cpu-small+demo --date $(DEMO_DATE)
@@ -135,6 +137,12 @@ bench-tuning: setup
 # Tuning as prompts vs with 8 and 16 targets behind each shared prefix, on the same 384 MovieLens
 # rows (reports/bench/tuning_paths.json): the all-in speedup, ~15 min on 2 fp32 cores. Without
 # --no-test it also scores the whole test split with each (paired AUC; hours on 2 cores).
+# The nightly job end to end against its engine on the same scorer (make demo's lake and
+# scorer): rows/s, the ratio, per-stage seconds, peak memory, an incremental re-run.
+bench-nightly: setup
+	$(PY) -m jobs.bench_nightly --dataset bookcrossing --lake $(LAKE) --model cpu-small+demo \
+		--date $(NIGHTLY_DATE) --users $(NIGHTLY_USERS) --candidates-per-user 50 --again
+
 bench-tuning-paths: setup
 	$(PY) -m jobs.bench_tuning_paths --dataset movielens100k --lake $(LAKE) --variant gcn --n 384 --targets-per-prefix 8,16 --no-test
 

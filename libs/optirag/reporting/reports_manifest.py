@@ -92,6 +92,8 @@ FILES: dict[str, Entry] = {
     "bench/scoring_prefix_bf16.png": Entry(OF_RECORD, PREFIX_BF16, source="bench/scoring_prefix_bf16.json"),
     # measured on fresh tunings of the base model, not on a stored scorer
     "bench/tuning_paths.json": Entry(OF_RECORD, "make bench-tuning-paths", note="notes/tuning.md"),
+    "bench/nightly_scale.json": Entry(STALE, "make bench-nightly", optional=True,
+                                      why="make demo's scorer: what the nightly job costs, not its accuracy"),
     # superseded: a newer file of record replaces them
     "bench/tuning_bookcrossing_1202.json": Entry(SUPERSEDED, "python -m jobs.bench_tuning --dataset bookcrossing --lake L "
                                                  "--variant gcn --sizes 256,1000,4000,all --set model.tuning.epochs=1",
