@@ -9,7 +9,7 @@
                 busy seconds, pool) and the process tree's peak RSS
     again       the next date with the same candidates, incrementally: every row's key is
                 unchanged, so every row is reused (the cost of a night where nothing changed)
-    -> reports/bench/nightly_scale.json: runs["rows<n>"] with rows, job_rows_per_s (end to
+    -> reports/bench/nightly_scale.json: runs["rows<n>_threads<t>"] with rows, job_rows_per_s (end to
        end: rows / the job's wall), scoring_rows_per_s (its streaming stage), the engine's
        rows/s and both ratios
 """
@@ -86,12 +86,13 @@ def run_nightly_bench(cfg: Config, args, out: Path) -> dict[str, Any]:
     print(f"engine: variant (d) on the first {args.engine_users} users' candidates", flush=True)
     engine = engine_rate(cfg, args)
     print(f"engine: {engine['rows_per_s']:.1f} rows/s; the night: jobs.score over {rows} rows", flush=True)
-    night = bench.run_job_measured(_job_args(cfg, args, "scoring.incremental=false"), REPO)
+    night = bench.run_job_measured(_job_args(cfg, args), REPO)
     again = None
     if args.again:
         nxt = _copy_candidates(spark, cfg, args.date)
         print(f"again: {nxt} with {args.date}'s candidates, incrementally", flush=True)
-        again = bench.run_job_measured(_job_args(cfg, argparse.Namespace(**{**vars(args), "date": nxt})), REPO)
+        again = bench.run_job_measured(_job_args(cfg, argparse.Namespace(**{**vars(args), "date": nxt})), REPO,
+                                       full=False)
     job_rate = night["scored"] / night["wall_seconds"]
     record = {
         "rows": rows, "date": args.date, "scorer": night["model_version"],
@@ -107,6 +108,7 @@ def run_nightly_bench(cfg: Config, args, out: Path) -> dict[str, Any]:
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     doc = json.loads(out.read_text()) if out.is_file() else {}
-    doc.setdefault("datasets", {}).setdefault(cfg.dataset.name, {}).setdefault("runs", {})[f"rows{rows}"] = record
+    runs = doc.setdefault("datasets", {}).setdefault(cfg.dataset.name, {}).setdefault("runs", {})
+    runs[f"rows{rows}_threads{engine['torch_threads']}"] = record
     write_report(out, doc)
     return record

@@ -91,7 +91,10 @@ FILES: dict[str, Entry] = {
     "bench/scoring_prefix_bf16.json": Entry(OF_RECORD, PREFIX_BF16, note="notes/scoring.md"),
     "bench/scoring_prefix_bf16.png": Entry(OF_RECORD, PREFIX_BF16, source="bench/scoring_prefix_bf16.json"),
     # measured on fresh tunings of the base model, not on a stored scorer
-    "bench/tuning_paths.json": Entry(OF_RECORD, "make bench-tuning-paths", note="notes/tuning.md"),
+    "bench/tuning_paths.json": Entry(OF_RECORD, "make bench-tuning-paths (runs.n384_speed); runs.n2000: "
+                                     "python -m jobs.bench_tuning_paths --dataset movielens100k --lake L "
+                                     "--variant gcn --n 2000 --targets-per-prefix 8 --set evaluation.torch_threads=1",
+                                     note="notes/tuning.md"),
     "bench/nightly_scale.json": Entry(STALE, "make bench-nightly", optional=True,
                                       why="make demo's scorer: what the nightly job costs, not its accuracy"),
     # superseded: a newer file of record replaces them
