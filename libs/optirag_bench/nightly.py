@@ -9,9 +9,9 @@
                 busy seconds, pool) and the process tree's peak RSS
     again       the next date with the same candidates, incrementally: every row's key is
                 unchanged, so every row is reused (the cost of a night where nothing changed)
-    -> reports/bench/nightly_scale.json: runs["rows<n>_threads<t>"] with rows, job_rows_per_s (end to
-       end: rows / the job's wall), scoring_rows_per_s (its streaming stage), the engine's
-       rows/s and both ratios
+    -> reports/bench/nightly_scale.json: runs["rows<n>_threads<t>"] with rows,
+       job_rows_per_s (end to end: rows / the job's wall), scoring_rows_per_s (its streaming
+       stage), the engine's rows/s and both ratios
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from optirag.scoring.candidates import write_candidates
 from optirag.scoring.config import scoring_config
 from optirag.scoring.prefix import score_shared_prefix
 from optirag.spark import get_spark
-from optirag.tables import CANDIDATES, read_table
+from optirag.tables import CANDIDATES, read_table, write_table
 from optirag_bench import peers
 from optirag_bench import scoring as bench
 from optirag_bench.scoring_run import REPO, _bench_inputs, _job_args
@@ -55,8 +55,6 @@ def _candidates(spark, cfg: Config, date: str, users: int, per_user: int) -> int
 
 def _copy_candidates(spark, cfg: Config, date: str) -> str:
     """The day after `date`, with `date`'s candidates: a night where nothing changed."""
-    from optirag.tables import write_table
-
     nxt = (dt.date.fromisoformat(date) + dt.timedelta(days=1)).isoformat()
     same = (read_table(spark, CANDIDATES, cfg.dataset_lake()).where(F.col("score_date") == date)
             .withColumn("score_date", F.lit(nxt)))
@@ -91,8 +89,8 @@ def run_nightly_bench(cfg: Config, args, out: Path) -> dict[str, Any]:
     if args.again:
         nxt = _copy_candidates(spark, cfg, args.date)
         print(f"again: {nxt} with {args.date}'s candidates, incrementally", flush=True)
-        again = bench.run_job_measured(_job_args(cfg, argparse.Namespace(**{**vars(args), "date": nxt})), REPO,
-                                       full=False)
+        next_night = argparse.Namespace(**{**vars(args), "date": nxt})
+        again = bench.run_job_measured(_job_args(cfg, next_night), REPO, full=False)
     job_rate = night["scored"] / night["wall_seconds"]
     record = {
         "rows": rows, "date": args.date, "scorer": night["model_version"],

@@ -147,8 +147,8 @@ class TreeRss:
 def run_job_measured(args: list[str], repo: Path, full: bool = True) -> dict[str, Any]:
     """Run `python -m jobs.score [--full] ...` as a child; its summary + the tree's peak RSS
     (--full: every row through the model, never copied from an earlier date's scores)."""
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.score", *(["--full"] if full else []), *args], cwd=repo,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    command = [sys.executable, "-m", "jobs.score", *(["--full"] if full else []), *args]
+    proc = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     with TreeRss(proc.pid) as rss:
         out, _ = proc.communicate()
     if proc.returncode != 0:

@@ -15,10 +15,11 @@
               `score_rejects`) with the staged rows, then the staging folder is removed
 
 This module wires the steps; each lives in a module of its own in optirag.scoring:
-``read`` (candidate files), ``sizing`` (the scorer pool), ``resolve`` (which scorer, heads and exit rule a run serves,
-checked on the driver, and loading them in an actor), ``actors`` (AttachPrompts,
-ExitScorer), ``commit`` (staging files and the Delta commit), ``progress`` (the progress
-line), ``context`` (prefixes, item texts and the suffix builder, from Spark).
+``read`` (candidate files), ``sizing`` (the scorer pool), ``resolve`` (which scorer, heads
+and exit rule a run serves, checked on the driver, and loading them in an actor),
+``actors`` (AttachPrompts, ExitScorer), ``reuse`` (incremental nights), ``commit``
+(staging files and the Delta commit), ``progress`` (the progress line), ``context``
+(prefixes, item texts and the suffix builder, from Spark).
 
 Crash safety: until the commit nothing in `scores` changes, and the commit is a single
 atomic Delta transaction (deltalake ``predicate`` overwrite), so a run killed at any point

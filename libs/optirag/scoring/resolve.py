@@ -27,7 +27,7 @@ def resolve_models(cfg: Config, scfg: ScoringConfig) -> dict[str, Any]:
 
     model_cfg = ModelConfig.model_validate(cfg.model)
     spec: dict[str, Any] = {"model_cfg": model_cfg.model_dump(), "early_exit_cfg": cfg.early_exit,
-                            "early_exit": scfg.early_exit, "torch_threads": scfg.torch_threads}
+                            "early_exit": scfg.early_exit}
     if scfg.scorer_version == "base":
         spec.update(scorer_dir=None, base_dir=str(prepare_model(model_cfg)),
                     model_version=f"{model_cfg.name}-base")
@@ -90,7 +90,9 @@ def serving_rule(cfg: Config, scfg: ScoringConfig, heads_dir, meta: dict) -> tup
 
 
 def load_scorer(spec: dict[str, Any]):
-    """(model, tokenizer, heads, rule) in eval mode, as `spec` (from resolve_models) says."""
+    """(model, tokenizer, heads, rule) in eval mode, as `spec` (from resolve_models) says, on
+    spec["torch_threads"] threads: the caller sets them from the actor's size
+    (optirag.scoring.sizing)."""
     import torch
 
     from optirag.early_exit.config import EarlyExitConfig
@@ -101,8 +103,7 @@ def load_scorer(spec: dict[str, Any]):
     from optirag.llm.scoring import answer_tokens
     from optirag.llm.tuning import load_tuned
 
-    if spec["torch_threads"]:   # set by the job from the actor's size (optirag.scoring.sizing)
-        torch.set_num_threads(spec["torch_threads"])
+    torch.set_num_threads(spec["torch_threads"])
     model_cfg = ModelConfig.model_validate(spec["model_cfg"])
     if spec["scorer_dir"] is None:
         model, tokenizer = load_model_from(spec["base_dir"], model_cfg)

@@ -63,14 +63,12 @@ def earlier_scores(dataset_lake: str, score_date: str) -> pd.DataFrame | None:
     from optirag.orchestration import lake
     from optirag.tables import SCORES
 
-    path = lake.uri(SCORES.path(dataset_lake))
-    if not DeltaTable.is_deltatable(path):
+    dates = [d for d in lake.partition_values(SCORES, dataset_lake, "score_date") if d < score_date]
+    if not dates:
         return None
-    table = DeltaTable(path)
-    if "score_key" not in {f.name for f in table.schema().fields}:
+    if "score_key" not in {f.name for f in DeltaTable(lake.uri(SCORES.path(dataset_lake))).schema().fields}:
         return None  # a table from before keys: its next commit adds the column
-    dates = sorted({p["score_date"] for p in table.partitions()} - {None}, reverse=True)
-    for date in (d for d in dates if d < score_date):
+    for date in reversed(dates):
         rows = lake.read(SCORES, dataset_lake, filters=[("score_date", "=", date)],
                          columns=["score_key", *REUSED]).to_pandas()
         rows = rows[rows["score_key"].notna()]
