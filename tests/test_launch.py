@@ -79,7 +79,7 @@ def test_env_layers_merge_left_to_right():
     cfg = load_config("bookcrossing", env="demo+localcluster")
     assert cfg.env == "demo+localcluster"
     assert cfg.spark.master == "spark://127.0.0.1:7077" and cfg.ray.address == "127.0.0.1:6379"
-    assert cfg.candidates["per_user"] == 20 and cfg.scoring["actor_num_cpus"] == 1.5  # demo's sizes
+    assert cfg.candidates["per_user"] == 20 and cfg.scoring["block_rows"] == 100  # demo's sizes
     assert load_config("bookcrossing", env="localcluster+demo").spark.master == "local[2]"
 
 
