@@ -6,6 +6,12 @@ Builds the date's candidates when it has none (--users x --candidates-per-user),
 scoring bench's shared-prefix + exit-rule variant on the first --engine-users users, runs
 jobs.score over the whole date (full re-score, the env's pool) and, with --again, once more
 incrementally; writes rows/s of each, their ratio, the job's stages and peak memory.
+
+python -m jobs.bench_nightly --dataset bookcrossing --lake /tmp/lake --model cpu-small+demo --env demo \
+    --date 2026-12-08 --users 100 --drop ../shared/data/bookcrossing --drop-users-share 0.05
+Instead: two nightly chains (optirag.orchestration.nightly, the DAG's steps), the first on the
+raw files less one rating of a seeded share of the users, the second, next date, on all of
+them: the share of rows the incremental night re-scores (optirag_bench.raw_drop).
 """
 import argparse
 import json
@@ -24,11 +30,23 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--again", action="store_true", help="score the date again, incrementally")
     parser.add_argument("--out", default="reports/bench/nightly_scale.json")
+    parser.add_argument("--drop", metavar="RAW", help="raw files: measure a night after a small drop instead")
+    parser.add_argument("--drop-users-share", type=float, default=0.05, help="users who rate one more item")
+    parser.add_argument("--seed", type=int, default=0, help="which users and ratings the drop holds")
+    parser.add_argument("--variant", default="gcn", choices=["none", "llm", "gcn"])
     args = parser.parse_args()
+    if not 0 < args.drop_users_share < 1:
+        parser.error("--drop-users-share must be in (0, 1)")
     for name in ("users", "candidates_per_user", "engine_users", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     cfg = config_from_args(args)
+    if args.drop:
+        from optirag_bench.raw_drop import run_drop_bench
+
+        record = run_drop_bench(args, Path(args.out))
+        print(json.dumps({k: v for k, v in record.items() if k != "environment"}, indent=1))
+        return 0
     from optirag_bench.nightly import run_nightly_bench
 
     record = run_nightly_bench(cfg, args, Path(args.out))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import numpy as np
 import pytest
 from conftest import hand_made_manifest, hand_made_scores
 from deltalake import DeltaTable
@@ -15,7 +16,7 @@ from optirag.orchestration.freshness import retriever_due
 from optirag.orchestration.lake import read, replace_rows
 from optirag.orchestration.promote import NotEvaluatedError, promote_if_better
 from optirag.orchestration.publish import NothingToPublishError, publish
-from optirag.tables import EVAL_SCORES, PUBLISHED
+from optirag.tables import EVAL_SCORES, PUBLISHED, USER_INDEX
 
 
 @pytest.fixture
@@ -110,8 +111,39 @@ def test_retriever_due_on_age_and_data_version(cfg):
     due, why = retriever_due(cfg, "2026-11-25")   # refresh every 7 days (conf/base.yaml)
     assert due and "7 days old" in why
     hand_made_manifest(cfg.dataset_lake(), "dv2")
-    due, why = retriever_due(cfg, "2026-11-20")
+    due, why = retriever_due(cfg, "2026-11-20")   # no saved degrees: any change retrains
     assert due and why == "data_version changed: dv1 -> dv2"
+
+
+def _user_index(cfg, counts: dict[str, int]) -> None:
+    rows = [{"user_id": u, "user_idx": i, "n_edges": n} for i, (u, n) in enumerate(counts.items())]
+    replace_rows(rows, USER_INDEX, cfg.dataset_lake(), "true")
+
+
+def test_a_small_drop_keeps_the_retriever_a_large_one_retrains_it(cfg):
+    """Due on a data_version change only when >= retriever_refresh_edges_share (5%) of the
+    graph's edges changed: per-user edge counts in user_index against the degrees the
+    retriever saved. New users count with all their edges."""
+    from safetensors.numpy import save_file
+
+    hand_made_manifest(cfg.dataset_lake(), "dv1")
+    degrees = {f"u{i}": 10 for i in range(20)}                      # 200 edges
+    _version(cfg, "retriever/gcn", "g1", data_version="dv1", created_at="2026-11-18T03:00:00+00:00",
+             user_ids=list(degrees))
+    save_file({"user_degree": np.array(list(degrees.values()), dtype=np.int64)},
+              str(registry.version_dir(cfg, "retriever/gcn", "g1") / "embeddings.safetensors"))
+    hand_made_manifest(cfg.dataset_lake(), "dv2")
+    _user_index(cfg, {**degrees, "u0": 12, "u1": 11, "u7": 4})     # 2 + 1 + 6 = 9 edges: 4.5%
+    due, why = retriever_due(cfg, "2026-11-20")
+    assert not due and why.endswith("9 of 200 edges changed (4.50%, 3 users), refresh at 5.00%")
+    _user_index(cfg, {**degrees, "u0": 12, "u1": 11, "new": 7})     # 2 + 1 + 7 = 10: 5%
+    due, why = retriever_due(cfg, "2026-11-20")
+    assert due and "10 of 200 edges changed (5.00%, 3 users)" in why
+    strict = load_config("bookcrossing", lake=cfg.lake, overrides=["orchestration.retriever_refresh_edges_share=0"])
+    _user_index(cfg, degrees)
+    assert retriever_due(strict, "2026-11-20") == (True, "data_version changed: dv1 -> dv2")
+    assert retriever_due(cfg, "2026-11-20")[0] is False and "0 of 200 edges" in retriever_due(cfg, "2026-11-20")[1]
+    assert retriever_due(cfg, "2026-11-25")[0] is True                # and age still refreshes
 
 
 def test_a_process_that_read_the_lake_exits_cleanly(cfg):

@@ -35,8 +35,10 @@ class OrchestrationConfig(Section):
     retry_delay_minutes: float = Field(5, gt=0)
     timeout_minutes: dict[str, float] = Field(default_factory=dict)  # per job; "default" key
     # The nightly run retrains the retriever when its newest version is this many days old,
-    # or when the ingest's data_version differs from the one it was trained on.
+    # or when the ingest changed at least this share of the graph's edges since it trained
+    # (0: on any data_version change); optirag.orchestration.freshness.
     retriever_refresh_days: int = Field(7, ge=1)
+    retriever_refresh_edges_share: float = Field(0.05, ge=0, le=1)
     # Retraining promotes a new scorer only if valid AUC >= promoted AUC - tolerance.
     promote_tolerance: float = Field(0.005, ge=0)
     backfill_max_active: int = Field(2, ge=1)

@@ -1,6 +1,7 @@
 """The nightly chain without Airflow, every step through the launchers of the run's env.
 
-    ingest -> check (ingest gate) -> train_retriever -> [build_prompts -> train_scorer ->
+    ingest -> check (ingest gate) -> [train_retriever, when due: the DAG's retriever_due] ->
+    [build_prompts -> train_scorer ->
     train_exit_heads, only while the model store lacks them] -> build_candidates -> score
     -> check (scores gate) -> night_report (whatever happened before it) -> publish
 
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from optirag import registry
 from optirag.config import Config
+from optirag.orchestration.freshness import retriever_due
 from optirag.orchestration.launch import job_command
 
-HEAD = (("ingest", "ingest", ("--raw", "{raw}")), ("check_ingest", "check", ("--suite", "ingest")),
-        ("retriever", "train_retriever", ()))
+HEAD = (("ingest", "ingest", ("--raw", "{raw}")), ("check_ingest", "check", ("--suite", "ingest")))
+RETRIEVER = ("retriever", "train_retriever", ())
 TRAIN = (("prompts", "build_prompts", ("--variant", "{variant}")),
          ("train_scorer", "train_scorer", ("--variant", "{variant}")),
          ("train_exit_heads", "train_exit_heads", ("--variant", "{variant}")))
@@ -55,10 +57,14 @@ def run_nightly(cfg: Config, settings: dict, raw: str, date: str, variant: str, 
         print(f"=== {name} done in {seconds[name]:.0f} s", flush=True)
 
     started = time.time()
-    stopped = page_failed = None
+    stopped = page_failed = why = None
     try:
         for spec in HEAD:
             step(*spec)
+        due, why = retriever_due(cfg, date)
+        print(f"\n=== retriever {'DUE' if due else 'fresh'}: {why}", flush=True)
+        if due:
+            step(*RETRIEVER)
         missing_scorer = not registry.versions(cfg, f"scorer/{variant}")
         for name, job, args in TRAIN:
             kind = "exit_heads" if job == "train_exit_heads" else "scorer"
@@ -77,4 +83,5 @@ def run_nightly(cfg: Config, settings: dict, raw: str, date: str, variant: str, 
     step(*PUBLISH)      # beside the page in the DAG: a failed page does not hold it back
     if page_failed:
         raise page_failed
-    return {"seconds": seconds, "wall_seconds": round(time.time() - started, 1), "env": settings["env"]}
+    return {"seconds": seconds, "wall_seconds": round(time.time() - started, 1), "env": settings["env"],
+            "retriever": why}

@@ -20,6 +20,10 @@ from pydantic import Field
 from optirag.config import ConfigError, Section
 from optirag.config import section as validate_section
 
+# A retriever model folder's vectors (optirag.retrieval.embeddings); here, not there, so the
+# DAG's light freshness check reads the saved degrees without importing torch.
+EMBEDDINGS_FILE = "embeddings.safetensors"
+
 
 # retriever names become a Delta partition value and a folder name: keep them plain
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"

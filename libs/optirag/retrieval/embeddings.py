@@ -42,9 +42,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from optirag.artifacts import atomic_folder
-from optirag.retrieval.config import RetrieverConfig
+from optirag.retrieval.config import EMBEDDINGS_FILE, RetrieverConfig  # noqa: F401 (re-exported)
 
-EMBEDDINGS_FILE = "embeddings.safetensors"
 META_FILE = "meta.json"
 
 

@@ -1,0 +1,124 @@
+"""A night after a small raw drop: what an incremental night re-scores (jobs.bench_nightly --drop).
+
+    raw ──hold back one rating of a seeded --drop-users-share of the users──> before/ (a copy)
+    night 1  jobs.nightly on before/ for --date: ingest, a retriever trained on it (refresh
+             forced, as the lake's last refresh), candidates, a full score, gates, page, publish
+    night 2  jobs.nightly on raw (the drop arrives) for --date + 1: ingest, retriever_due (the
+             drop is below retriever_refresh_edges_share: neighbours kept), candidates, an
+             incremental score that reuses every row whose key is unchanged
+    -> reports/bench/nightly_scale.json datasets.<name>.incremental: users touched, rows
+       re-scored and why (the touched users' own rows, rows of users whose neighbours or
+       candidates changed), night 2's wall seconds per step
+
+Both nights go through optirag.orchestration.nightly, the optirag_nightly DAG's steps and
+its retriever_due branch. Users with at least three ratings are eligible, so each keeps a
+sample and the 8:1:1 split of users does not move. The interactions file must be delimited
+with the user id first (the bookcrossing and recbole formats).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from optirag.config import FORMAT_DELIMITERS, FORMAT_FILES, Config, load_config
+from optirag.environment import environment
+from optirag.evaluation.metrics import write_report
+from optirag.orchestration import lake
+from optirag.orchestration.nightly import run_nightly
+from optirag.reporting.night import SUMMARY_FILE, night_dir
+from optirag.tables import SCORES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def hold_back(raw: Path, out: Path, ratings_file: str, sep: str, share: float, seed: int) -> tuple[set[str], int]:
+    """Copy `raw` to `out` without one seeded rating of each of a seeded `share` of the users
+    (chosen among those with >= 3 ratings); returns (those users, all users of the file):
+    the drop is their held-back ratings."""
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(raw, out)
+    lines = (raw / ratings_file).read_text(encoding="utf-8").splitlines(keepends=True)
+    header = [] if lines[0].split(sep, 1)[0].strip().isdigit() else lines[:1]
+    body = lines[len(header):]
+    rows_of: dict[str, list[int]] = {}
+    for i, line in enumerate(body):
+        rows_of.setdefault(line.split(sep, 1)[0], []).append(i)
+    rng = random.Random(seed)
+    eligible = sorted(u for u, rows in rows_of.items() if len(rows) >= 3)
+    touched = set(rng.sample(eligible, round(share * len(rows_of))))
+    held = {rng.choice(rows_of[u]) for u in sorted(touched)}
+    (out / ratings_file).write_text("".join(header + [x for i, x in enumerate(body) if i not in held]),
+                                    encoding="utf-8")
+    return touched, len(rows_of)
+
+
+def _night(args, date: str, raw: Path, overrides: list[str]) -> tuple[Config, dict[str, Any]]:
+    """One night through optirag.orchestration.nightly with the bench's sizes."""
+    from optirag.orchestration.launch import absolute
+
+    settings = {"dataset": args.dataset, "lake": absolute(args.lake), "env": args.env, "model": args.model,
+                "overrides": [*args.overrides, *overrides]}
+    cfg = load_config(args.dataset, env=args.env, model=args.model, overrides=settings["overrides"],
+                      lake=settings["lake"])
+    print(f"\n##### night {date} on {raw}", flush=True)
+    return cfg, run_nightly(cfg, settings, str(raw), date, args.variant, REPO)
+
+
+def _rescored_users(cfg: Config, date: str) -> Counter:
+    """Rows computed tonight (not reused), per user, from the date's scores."""
+    rows = lake.read(SCORES, cfg.dataset_lake(), filters=[("score_date", "=", date)],
+                     columns=["user_id", "scored_on"])
+    return Counter(u for u, on in zip(rows["user_id"].to_pylist(), rows["scored_on"].to_pylist())
+                   if on == date)
+
+
+def run_drop_bench(args, out: Path) -> dict[str, Any]:
+    raw = Path(args.drop).resolve()
+    ds = load_config(args.dataset).dataset
+    if FORMAT_DELIMITERS[ds.format] is None:
+        raise ValueError(f"--drop needs a delimited ratings file; {ds.name} is {ds.format} (JSON lines)")
+    ratings = ds.files[FORMAT_FILES[ds.format][0]]
+    before = Path(args.lake).resolve() / "_bench" / "raw_before_drop"
+    touched, n_users = hold_back(raw, before, ratings, FORMAT_DELIMITERS[ds.format], args.drop_users_share,
+                                 args.seed)
+    sizes = [f"candidates.max_users={args.users}", f"candidates.per_user={args.candidates_per_user}",
+             "candidates.include_eval=false"]
+    first = dt.date.fromisoformat(args.date)
+    second = (first + dt.timedelta(days=1)).isoformat()
+    _, night1 = _night(args, first.isoformat(), before, [*sizes, "orchestration.retriever_refresh_edges_share=0"])
+    cfg, night = _night(args, second, raw, sizes)
+    summary = json.loads((night_dir(cfg, second) / SUMMARY_FILE).read_text())
+    rescored = _rescored_users(cfg, second)
+    users = lake.read(SCORES, cfg.dataset_lake(), filters=[("score_date", "=", second)], columns=["user_id"])
+    night_users = set(users["user_id"].to_pylist())
+    record = {
+        "command": ("python -m jobs.bench_nightly --dataset {d} --lake LAKE --env {e} --model {m} --date {t} "
+                    "--users {u} --candidates-per-user {c} --drop {r} --drop-users-share {s}").format(
+            d=args.dataset, e=args.env, m=args.model, t=args.date, u=args.users, c=args.candidates_per_user,
+            r=args.drop, s=args.drop_users_share),
+        "dates": [first.isoformat(), second], "seed": args.seed,
+        "users_touched": len(touched), "users_touched_share": round(len(touched) / n_users, 4),
+        "night_users": len(night_users), "night_users_touched": len(night_users & touched),
+        "rows": summary["rows"], "rows_rescored": summary["scored"], "rows_reused": summary["reused"],
+        "rows_rescored_share": round(summary["scored"] / max(summary["rows"], 1), 4),
+        "rescored_rows_of_touched_users": sum(n for u, n in rescored.items() if u in touched),
+        "rescored_rows_of_other_users": sum(n for u, n in rescored.items() if u not in touched),
+        "users_rescored": len(rescored),
+        "retriever": night["retriever"],
+        "wall_seconds": night["wall_seconds"], "step_seconds": night["seconds"],
+        "first_night": {"wall_seconds": night1["wall_seconds"], "step_seconds": night1["seconds"]},
+        "score_stages": summary.get("stages"), "scorer": summary.get("model_version"),
+        "cpu_count": os.cpu_count(), "environment": environment(),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    doc = json.loads(out.read_text()) if out.is_file() else {}
+    doc.setdefault("datasets", {}).setdefault(args.dataset, {})["incremental"] = record
+    write_report(out, doc)
+    return record
