@@ -33,6 +33,8 @@ def main() -> int:
     parser.add_argument("--drop", metavar="RAW", help="raw files: measure a night after a small drop instead")
     parser.add_argument("--drop-users-share", type=float, default=0.05, help="users who rate one more item")
     parser.add_argument("--seed", type=int, default=0, help="which users and ratings the drop holds")
+    parser.add_argument("--drop-reverse", action="store_true",
+                        help="--date is scored on all of RAW: one night, the next date, without the drop")
     parser.add_argument("--variant", default="gcn", choices=["none", "llm", "gcn"])
     args = parser.parse_args()
     if not 0 < args.drop_users_share < 1:

@@ -28,7 +28,7 @@ def main() -> int:
     parser.add_argument("--out", default="reports/bench/peers.json")
     args = parser.parse_args()
     cfg = config_from_args(args)
-    from optirag_bench.scoring_run import run_peers
+    from optirag_bench.scoring_job import run_peers
 
     result = run_peers(cfg, args)
     print(json.dumps({"scorers": result["scorers"], "ours_best_vs_best_peer": result["ours_best_vs_best_peer"]},

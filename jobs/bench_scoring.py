@@ -34,7 +34,7 @@ def main() -> int:
                              "with jobs.bench_device, then stop")
     args = parser.parse_args()
     cfg = config_from_args(args)
-    from optirag_bench.scoring_run import export_device_bundle, run_bench
+    from optirag_bench.scoring_job import export_device_bundle, run_bench
 
     if args.device_bundle:
         print(json.dumps(export_device_bundle(cfg, args)))

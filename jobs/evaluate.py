@@ -24,7 +24,7 @@ def main() -> int:
                         help="evaluate the seed replicas tuned with this seed (no zero-shot run)")
     args = parser.parse_args()
     cfg = config_from_args(args)
-    from optirag.evaluation.run import evaluate
+    from optirag.evaluation.job import evaluate
     from optirag.spark import get_spark
 
     variants = args.variants.split(",") if args.variants else None

@@ -22,7 +22,7 @@ def main() -> int:
                         help="evaluate the seed replicas tuned with this seed")
     args = parser.parse_args()
     cfg = config_from_args(args)
-    from optirag.evaluation.early_exit_run import evaluate_early_exit
+    from optirag.evaluation.early_exit_job import evaluate_early_exit
     from optirag.spark import get_spark
 
     report = evaluate_early_exit(get_spark(cfg), cfg, args.variants.split(","), args.seed)

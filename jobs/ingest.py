@@ -16,7 +16,7 @@ def main() -> int:
     args = parser.parse_args()
     cfg = config_from_args(args)
     # Heavy imports after argument parsing: --help and bad arguments answer at once.
-    from optirag.ingest.pipeline import run_ingest
+    from optirag.ingest.job import run_ingest
     from optirag.spark import get_spark
 
     summary = run_ingest(get_spark(cfg), cfg, args.raw)

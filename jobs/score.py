@@ -5,7 +5,7 @@ Uses the promoted (else newest) scorer and exit heads of `scoring.variant`; re-r
 date replaces exactly that date; a killed run leaves `scores` as it was. Rows whose inputs
 the latest earlier scored date already scored keep that score (--full re-scores all). The
 summary it prints is also <lake>/<dataset>/_reports/nightly/<date>/score_summary.json (for
-jobs.night_report). See optirag.scoring.pipeline and optirag.scoring.reuse.
+jobs.night_report). See optirag.scoring.job and optirag.scoring.reuse.
 """
 import argparse
 import json
@@ -24,7 +24,7 @@ def main() -> int:
         args.overrides.append("scoring.incremental=false")
     cfg = config_from_args(args)
     from optirag.reporting.night import write_score_summary
-    from optirag.scoring.pipeline import run_scoring
+    from optirag.scoring.job import run_scoring
 
     summary = run_scoring(cfg, args.date)
     write_score_summary(cfg, summary)

@@ -30,7 +30,7 @@ def main() -> int:
     args.overrides = overrides
     cfg = config_from_args(args)
     from optirag.baselines.config import baselines_config
-    from optirag.baselines.pipeline import run_baselines
+    from optirag.baselines.job import run_baselines
     from optirag.spark import get_spark
 
     baselines_config(cfg)  # a bad model name or section fails before Spark starts

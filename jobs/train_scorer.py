@@ -21,7 +21,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="tuning seed (default model.tuning.seed)")
     args = parser.parse_args()
     cfg = config_from_args(args)
-    from optirag.evaluation.tuning_run import train_scorer
+    from optirag.evaluation.tuning_job import train_scorer
     from optirag.spark import get_spark
 
     print(json.dumps(train_scorer(get_spark(cfg), cfg, args.variant, args.seed), indent=2))

@@ -124,9 +124,9 @@ def small_lake(spark, shared_data, tmp_path_factory) -> str:
     """Lake root with `bookcrossing` ingested from a 60-user slice (its copy of BX_Books.csv
     holds one line that is not UTF-8) + gcn neighbours; the raw files are in `<root>/raw`."""
     from optirag.config import load_config
-    from optirag.ingest.pipeline import run_ingest
+    from optirag.ingest.job import run_ingest
     from optirag.registry import kind_dir
-    from optirag.retrieval.pipeline import run_retriever
+    from optirag.retrieval.training import run_retriever
     from optirag.tables import NEIGHBOURS, read_table, write_table
 
     root = tmp_path_factory.mktemp("small")

@@ -26,11 +26,11 @@ DATA_MODEL_DOC = Path(__file__).resolve().parents[1] / "docs" / "data-model.md"
 def full_lake(spark, small_lake, tmp_path_factory):
     import ray
 
-    from optirag.evaluation.run import evaluate
+    from optirag.evaluation.job import evaluate
     from optirag.orchestration.publish import publish
     from optirag.prompts.builder import build_prompts
     from optirag.scoring.candidates import write_candidates
-    from optirag.scoring.pipeline import run_scoring
+    from optirag.scoring.job import run_scoring
 
     reports = tmp_path_factory.mktemp("interop_reports")
     cfg = load_config("bookcrossing", model="tiny", lake=small_lake, overrides=[

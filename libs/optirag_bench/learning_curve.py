@@ -42,7 +42,7 @@ from optirag.evaluation.data import (
 )
 from optirag.evaluation.metrics import ctr_metrics, write_report
 from optirag.evaluation.replicas import scorer_kind
-from optirag.evaluation.run import report_path, score_frame
+from optirag.evaluation.job import report_path, score_frame
 from optirag.llm.config import ModelConfig
 from optirag.llm.loading import load_model, resolve_dtype
 from optirag.llm.scoring import answer_tokens

@@ -34,7 +34,7 @@ from optirag.spark import get_spark
 from optirag.tables import CANDIDATES, read_table, write_table
 from optirag_bench import peers
 from optirag_bench import scoring as bench
-from optirag_bench.scoring_run import REPO, _bench_inputs, _job_args
+from optirag_bench.scoring_job import REPO, _bench_inputs, _job_args
 
 SUMMARY_KEYS = ("rows", "scored", "reused", "rejected", "wall_seconds", "scoring_seconds",
                 "rows_per_second", "stages", "busy_seconds", "actors", "mean_exit_layer", "model_version")

@@ -6,9 +6,14 @@
     night 2  jobs.nightly on raw (the drop arrives) for --date + 1: ingest, retriever_due (the
              drop is below retriever_refresh_edges_share: neighbours kept), candidates, an
              incremental score that reuses every row whose key is unchanged
-    -> reports/bench/nightly_scale.json datasets.<name>.incremental: users touched, rows
-       re-scored and why (the touched users' own rows, rows of users whose neighbours or
-       candidates changed), night 2's wall seconds per step
+    -> reports/bench/nightly_scale.json datasets.<name>.incremental["forward_rows<n>"]: users
+       touched, rows re-scored and why (the touched users' own rows, rows of users whose
+       neighbours or candidates changed), both nights' wall seconds per step
+
+--drop-reverse, on a lake whose --date was scored on all the raw files (make bench-nightly
+at catalogue scale): night 2 only, on before/: the same users' inputs change, at that run's
+size, without paying for another full night; recorded as ["reverse_rows<n>"] and as that
+run's `incremental`.
 
 Both nights go through optirag.orchestration.nightly, the optirag_nightly DAG's steps and
 its retriever_due branch. Users with at least three ratings are eligible, so each keeps a
@@ -32,7 +37,7 @@ from optirag.evaluation.metrics import write_report
 from optirag.orchestration import lake
 from optirag.orchestration.nightly import run_nightly
 from optirag.reporting.night import SUMMARY_FILE, night_dir
-from optirag.tables import SCORES
+from optirag.tables import SCORES, USER_INDEX
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,6 +84,32 @@ def _rescored_users(cfg: Config, date: str) -> Counter:
                    if on == date)
 
 
+def _graph_users(cfg: Config) -> int:
+    index = lake.read(USER_INDEX, cfg.dataset_lake(), columns=["n_edges"])
+    return sum(n > 0 for n in index["n_edges"].to_pylist())
+
+
+def sizing(run: dict[str, Any], incremental: dict[str, Any], catalogue_rows: int) -> dict[str, Any]:
+    """What a night over the whole catalogue costs, from one node's measured run: the job's
+    end-to-end rows/s, and the incremental night's re-scored share and fixed steps (ingest,
+    gates, candidates, context). N workers assume the job's rate scales with the nodes that
+    run scorer actors (one pool per node, optirag.scoring.sizing): an extrapolation."""
+    rate, share = run["job_rows_per_s"], incremental["rows_rescored_share"]
+    fixed = incremental["wall_seconds"] - incremental["rows_rescored"] / rate   # what does not shrink
+    workers = (1, 4, 16, 64)
+    return {
+        "catalogue_rows": catalogue_rows, "node_cores": run["cpu_count"], "job_rows_per_s_per_node": rate,
+        "job_rows_per_s_per_core": round(rate / run["cpu_count"], 2),
+        "full_night_hours": {n: round(catalogue_rows / (n * rate) / 3600, 2) for n in workers},
+        "incremental_night_hours": {n: round((fixed + catalogue_rows * share / (n * rate)) / 3600, 2)
+                                    for n in workers},
+        "basis": (f"run of {run['rows']} rows on one {run['cpu_count']}-core node ({run['date']}), its next "
+                  f"night re-scoring {share:.2%} in {incremental['wall_seconds']:.0f} s; "
+                  "N workers: rate x N (not measured), fixed steps not divided"),
+        "gpu": "not measured in this run (no device lent; reports/bench/scoring_device.json is stale)",
+    }
+
+
 def run_drop_bench(args, out: Path) -> dict[str, Any]:
     raw = Path(args.drop).resolve()
     ds = load_config(args.dataset).dataset
@@ -90,20 +121,25 @@ def run_drop_bench(args, out: Path) -> dict[str, Any]:
                                  args.seed)
     sizes = [f"candidates.max_users={args.users}", f"candidates.per_user={args.candidates_per_user}",
              "candidates.include_eval=false"]
-    first = dt.date.fromisoformat(args.date)
-    second = (first + dt.timedelta(days=1)).isoformat()
-    _, night1 = _night(args, first.isoformat(), before, [*sizes, "orchestration.retriever_refresh_edges_share=0"])
-    cfg, night = _night(args, second, raw, sizes)
+    first = args.date
+    second = (dt.date.fromisoformat(first) + dt.timedelta(days=1)).isoformat()
+    night1 = None
+    if args.drop_reverse:   # `first` was scored on all the raw files: the drop leaves again
+        cfg, night = _night(args, second, before, sizes)
+    else:
+        _, night1 = _night(args, first, before, [*sizes, "orchestration.retriever_refresh_edges_share=0"])
+        cfg, night = _night(args, second, raw, sizes)
     summary = json.loads((night_dir(cfg, second) / SUMMARY_FILE).read_text())
     rescored = _rescored_users(cfg, second)
     users = lake.read(SCORES, cfg.dataset_lake(), filters=[("score_date", "=", second)], columns=["user_id"])
     night_users = set(users["user_id"].to_pylist())
     record = {
         "command": ("python -m jobs.bench_nightly --dataset {d} --lake LAKE --env {e} --model {m} --date {t} "
-                    "--users {u} --candidates-per-user {c} --drop {r} --drop-users-share {s}").format(
-            d=args.dataset, e=args.env, m=args.model, t=args.date, u=args.users, c=args.candidates_per_user,
-            r=args.drop, s=args.drop_users_share),
-        "dates": [first.isoformat(), second], "seed": args.seed,
+                    "--users {u} --candidates-per-user {c} --drop {r} --drop-users-share {s}{rev}").format(
+            d=args.dataset, e=args.env, m=args.model, t=first, u=args.users, c=args.candidates_per_user,
+            r=args.drop, s=args.drop_users_share, rev=" --drop-reverse" if args.drop_reverse else ""),
+        "direction": "the touched users lose the rating" if args.drop_reverse else "the touched users gain a rating",
+        "dates": [first, second], "seed": args.seed,
         "users_touched": len(touched), "users_touched_share": round(len(touched) / n_users, 4),
         "night_users": len(night_users), "night_users_touched": len(night_users & touched),
         "rows": summary["rows"], "rows_rescored": summary["scored"], "rows_reused": summary["reused"],
@@ -113,12 +149,18 @@ def run_drop_bench(args, out: Path) -> dict[str, Any]:
         "users_rescored": len(rescored),
         "retriever": night["retriever"],
         "wall_seconds": night["wall_seconds"], "step_seconds": night["seconds"],
-        "first_night": {"wall_seconds": night1["wall_seconds"], "step_seconds": night1["seconds"]},
+        "first_night": night1 and {"wall_seconds": night1["wall_seconds"], "step_seconds": night1["seconds"]},
         "score_stages": summary.get("stages"), "scorer": summary.get("model_version"),
         "cpu_count": os.cpu_count(), "environment": environment(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     doc = json.loads(out.read_text()) if out.is_file() else {}
-    doc.setdefault("datasets", {}).setdefault(args.dataset, {})["incremental"] = record
+    data = doc.setdefault("datasets", {}).setdefault(args.dataset, {})
+    data.setdefault("incremental", {})[f"{'reverse' if args.drop_reverse else 'forward'}_rows{record['rows']}"] = record
+    for run in data.get("runs", {}).values():   # the run whose next night this was
+        if args.drop_reverse and run.get("date") == first and run.get("rows") == record["rows"]:
+            run["incremental"] = {k: record[k] for k in ("users_touched_share", "rows_rescored_share",
+                                                         "wall_seconds", "rows_rescored", "dates")}
+            data["sizing"] = sizing(run, record, _graph_users(cfg) * args.candidates_per_user)
     write_report(out, doc)
     return record

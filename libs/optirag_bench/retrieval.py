@@ -224,7 +224,7 @@ def bench_retrievers(spark: Any, cfg: Any, n_users: int = 500, threads: int = 1,
     from optirag.retrieval.embeddings import embedding_for
     from optirag.retrieval.job import load_inputs, user_histories
     from optirag.retrieval.llm_retriever import embed_histories
-    from optirag.retrieval.pipeline import sample_user_index, training_edges
+    from optirag.retrieval.training import sample_user_index, training_edges
 
     rcfg = retriever_config(cfg).model_copy(update={"torch_threads": threads})
     k = rcfg.k

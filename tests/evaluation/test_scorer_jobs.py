@@ -6,10 +6,10 @@ import pytest
 
 from optirag import registry
 from optirag.config import ConfigError, load_config
-from optirag.evaluation.run import evaluate, report_path
+from optirag.evaluation.job import evaluate, report_path
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.metrics import ctr_metrics
-from optirag.evaluation.tuning_run import train_scorer
+from optirag.evaluation.tuning_job import train_scorer
 from optirag.llm.tuning import read_meta
 from optirag.prompts.builder import build_prompts
 from optirag.tables import EVAL_SCORES, read_table
@@ -126,7 +126,7 @@ def test_evaluate_early_exit_scores_the_eval_rows_with_the_chosen_rule(spark, tr
     valid, scores and exit layers kept in eval_scores; a seed replica gets its own heads."""
     from optirag.early_exit.config import EarlyExitConfig
     from optirag.early_exit.job import train_heads
-    from optirag.evaluation.early_exit_run import evaluate_early_exit
+    from optirag.evaluation.early_exit_job import evaluate_early_exit
     from optirag.evaluation.metrics import ctr_metrics
     from optirag.llm.config import ModelConfig
 

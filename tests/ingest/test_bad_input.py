@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from optirag.config import load_config
-from optirag.ingest.pipeline import run_ingest
+from optirag.ingest.job import run_ingest
 from optirag.ingest.raw import RawInputError
 from optirag.tables import read_table
 

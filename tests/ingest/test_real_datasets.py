@@ -5,7 +5,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from optirag.config import load_config
-from optirag.ingest.pipeline import run_ingest
+from optirag.ingest.job import run_ingest
 from optirag.quality.runner import run_checks
 from optirag.quality.suites import ingest_checks
 from optirag.tables import INGEST_TABLES, read_table

@@ -78,7 +78,7 @@ def test_more_train_targets_is_refused_on_a_chronological_dataset():
 def test_the_default_keeps_the_data_version_ingest_had_before_the_setting():
     """k = 1 makes the tables of before, so their data version (which models and reports
     of record name) stays; another k names other tables."""
-    from optirag.ingest.pipeline import data_version
+    from optirag.ingest.job import data_version
 
     digests = [("ratings", "BX_Book_Ratings.csv", "abc")]
     versions = {k: data_version(load_config("bookcrossing", overrides=[f"dataset.train_targets_per_user={k}"]),

@@ -10,7 +10,7 @@ from optirag.retrieval.config import RetrieverConfig
 from optirag.retrieval.embeddings import load_model
 from optirag.retrieval.lightgcn import train_lightgcn
 from optirag.retrieval.neighbours import NEIGHBOURS_SCHEMA, to_arrow
-from optirag.retrieval.pipeline import model_version, run_retriever
+from optirag.retrieval.training import model_version, run_retriever
 from optirag.retrieval.ray_search import search_ray, train_on_ray
 from optirag.retrieval.topk import cosine_topk
 
@@ -123,7 +123,7 @@ def test_neighbours_schema_matches_the_lake_table():
 def test_last_layer_variant_reuses_the_trained_layers(tmp_path):
     """Table 3's gcn_last: the gcn model's layers, retrieved with e^(K); no second training."""
     from optirag.retrieval.config import GCN_PRESETS
-    from optirag.retrieval.pipeline import reuse_layers
+    from optirag.retrieval.training import reuse_layers
 
     g, edges, user_index, item_index = _tables()
     samples = [f"user{i:04d}" for i in range(0, 205, 3)]

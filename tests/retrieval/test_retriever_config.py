@@ -4,7 +4,7 @@ import pytest
 
 from optirag.config import Config, ConfigError
 from optirag.retrieval.config import RetrieverConfig, retriever_config
-from optirag.retrieval.pipeline import model_version
+from optirag.retrieval.training import model_version
 
 
 def test_defaults_follow_the_papers():

@@ -39,7 +39,7 @@ from optirag.early_exit.training import (
 from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import data_version, in_length_order
 from optirag.evaluation.replicas import heads_kind, replica_seed, scorer_kind
-from optirag.evaluation.run import eval_prompts
+from optirag.evaluation.job import eval_prompts
 from optirag.llm.config import ModelConfig
 from optirag.llm.loading import load_model
 from optirag.llm.scoring import answer_tokens

@@ -25,7 +25,7 @@ from optirag.config import Config
 from optirag.retrieval.config import retriever_config
 from optirag.retrieval.embeddings import load_model
 from optirag.retrieval.job import load_inputs, read_neighbours, to_pandas
-from optirag.retrieval.pipeline import model_version, training_edges
+from optirag.retrieval.training import model_version, training_edges
 from optirag.retrieval.quality import evaluate_neighbours, layer_report, random_neighbours
 from optirag.tables import SAMPLES, read_table
 

@@ -1,6 +1,6 @@
 """Spark + registry glue of ``jobs.train_retriever``: Delta in, model folder + NEIGHBOURS out.
 
-:func:`load_inputs` reads what :func:`optirag.retrieval.pipeline.run_retriever` needs
+:func:`load_inputs` reads what :func:`optirag.retrieval.training.run_retriever` needs
 from the dataset's lake; :func:`write_neighbours` writes its rows to the ``neighbours``
 Delta table, replacing only the partition ``retriever = <name>`` (Delta
 ``replaceWhere``: atomic, and a re-run replaces instead of appending).
@@ -107,7 +107,7 @@ def reusable_layers(cfg: Config, rcfg: RetrieverConfig, layers_from: str, data_v
     """The current `retriever/<layers_from>` model's layers if they fit rcfg, else None."""
     from optirag.registry import ModelNotFoundError, resolve
     from optirag.retrieval.embeddings import load_model
-    from optirag.retrieval.pipeline import reuse_layers
+    from optirag.retrieval.training import reuse_layers
 
     try:
         folder = resolve(cfg, f"retriever/{layers_from}")
@@ -126,7 +126,7 @@ def train_gcn(spark: SparkSession, cfg: Config, ray: Any, echo: Echo = print,
     training config match), search the sample users' neighbours, write model + partition."""
     t0 = time.perf_counter()
     rcfg = retriever_config(cfg)
-    from optirag.retrieval.pipeline import run_retriever
+    from optirag.retrieval.training import run_retriever
 
     inp = load_inputs(spark, cfg)
     echo(f"inputs: {len(inp.edges)} edges, {len(inp.user_index)} users, {len(inp.item_index)} items, "

@@ -1,4 +1,4 @@
-"""The Ray Data actors of the scoring job (optirag.scoring.pipeline wires them):
+"""The Ray Data actors of the scoring job (optirag.scoring.job wires them):
 
     AttachPrompts  CPU stage: each user's prefix ids and each item's suffix ids, tokenized
                    once per actor; unknown users/items get a reject reason; each row's

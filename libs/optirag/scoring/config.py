@@ -1,5 +1,5 @@
 """The ``candidates:`` and ``scoring:`` sections of the platform config, validated by their
-owners (optirag.scoring.candidates and optirag.scoring.pipeline). Kept apart from that code,
+owners (optirag.scoring.candidates and optirag.scoring.job). Kept apart from that code,
 which needs Spark and Arrow, so that load_config can validate them anywhere."""
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from optirag.evaluation.config import evaluation_config
 from optirag.evaluation.data import data_version, in_length_order
 from optirag.evaluation.metrics import auc_interval, auc_or_none
 from optirag.evaluation.replicas import exit_run_key, heads_kind, replica_seed, scorer_kind, tuning_seed
-from optirag.evaluation.run import eval_prompts, merge_report, save_run
+from optirag.evaluation.job import eval_prompts, merge_report, save_run
 from optirag.llm.config import ModelConfig
 from optirag.llm.scoring import answer_tokens
 from optirag.llm.tuning import load_tuned
