@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -148,11 +149,14 @@ def run_job_measured(args: list[str], repo: Path, full: bool = True) -> dict[str
     """Run `python -m jobs.score [--full] ...` as a child; its summary + the tree's peak RSS
     (--full: every row through the model, never copied from an earlier date's scores)."""
     command = [sys.executable, "-m", "jobs.score", *(["--full"] if full else []), *args]
-    proc = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    with TreeRss(proc.pid) as rss:
-        out, _ = proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"jobs.score {' '.join(args)} failed (exit {proc.returncode})")
+    with tempfile.TemporaryFile("w+") as log:   # its progress and, if it fails, why
+        proc = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=log, text=True)
+        with TreeRss(proc.pid) as rss:
+            out, _ = proc.communicate()
+        if proc.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"jobs.score {' '.join(args)} failed (exit {proc.returncode}):\n"
+                               + log.read()[-4000:])
     summary = json.loads(out.strip().splitlines()[-1])
     summary["peak_rss_mb"] = rss.peak / 2 ** 20
     return summary

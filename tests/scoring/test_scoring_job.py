@@ -145,7 +145,7 @@ def test_scoring_writes_every_candidate_once_faulted_runs_commit_nothing_a_rerun
     item, re-scores exactly those two."""
     from deltalake import DeltaTable
 
-    out = _run(scoring_lake, DAY1)
+    out = first_out = _run(scoring_lake, DAY1)
     assert "rows/s" in out.stdout  # progress lines
     dl = f"{scoring_lake}/bookcrossing"
     cand = read_table(spark, CANDIDATES, dl).where(F.col("score_date") == DAY1)
@@ -220,8 +220,9 @@ def test_scoring_writes_every_candidate_once_faulted_runs_commit_nothing_a_rerun
     shared = {r["score_key"] for r in again.values() if len(same[r["score_key"]]) > 1}
     alone = {u for u, _ in again} - {u for (u, _), r in again.items() if r["score_key"] in shared}
     changed = _changed_candidates(spark, scoring_lake, NEXT, alone)
-    out = _run(scoring_lake, NEXT)
+    out = _run(scoring_lake, NEXT, "scoring.max_block_mb=0.002")   # ~2 kB blocks: several stream
     assert {k: _summary(out)[k] for k in ("rows", "scored", "reused")} == {"rows": n, "scored": 2, "reused": n - 2}
+    assert _summary(out)["blocks"] > 1 and _summary(first_out)["blocks"] == 1   # (default: 1 MiB)
     nxt = _rows(spark, scoring_lake, NEXT)
     assert {k for k, r in nxt.items() if r["scored_on"] == NEXT} == changed
     # (a key several rows share is copied from one of them: equal to float reassociation)

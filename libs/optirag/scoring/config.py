@@ -36,6 +36,11 @@ class ScoringConfig(Section):
     shared_prefix: bool = True
     batch_size: int = Field(32, ge=1)    # rows per model forward
     block_rows: int = Field(256, ge=1)   # rows per Ray Data batch
+    # Ray Data merges a stage's output into blocks of up to this size (its default, 128 MiB,
+    # held a whole 86k-row night, ~940 B a row, in ONE block: nothing reached staging for
+    # 30 min and Ray's no-progress watchdog killed the run). ~1,100 rows a block: scores
+    # stream to staging block by block on any hardware.
+    max_block_mb: float = Field(1.0, gt=0)
     # null: sized from Ray's resources (optirag.scoring.sizing); a number fixes it
     actors: int | None = Field(None, ge=1)
     actor_num_cpus: float | None = Field(None, gt=0)

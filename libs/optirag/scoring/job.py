@@ -88,8 +88,10 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
     sizing = size_actors(scfg, ray_node_resources(ray))
     spec["torch_threads"] = sizing.torch_threads
     stages["ray_start"] = round(time.time() - mark, 1)
+    context = ray.data.DataContext.get_current()
     # our progress line (rows, rows/s, ETA) replaces Ray's per-operator log every 10 s
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context.enable_progress_bars = False
+    context.target_max_block_size = int(scfg.max_block_mb * 2 ** 20)   # blocks stream (config)
     counter = row_counter()
     columns = [f.name for f in CANDIDATES.schema.fields if f.name != "score_date"]
     # One read task per candidate file, at a fraction of a CPU: Ray's read_parquet plans a
@@ -110,7 +112,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
         num_cpus=sizing.actor_num_cpus, num_gpus=sizing.num_gpus or None)
 
     exits: dict[int, int] = {}
-    staged_rows = reused = 0
+    staged_rows = reused = blocks = 0
     staging_seconds = 0.0
     scoring_started = time.time()
     with report_progress(Progress(total, scfg.progress_seconds), counter):
@@ -119,6 +121,7 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
                 continue
             mark = time.time()
             staged_rows += stage(folder, part, batch, retriever_version)
+            blocks += 1
             staging_seconds += time.time() - mark
             faults.point("scoring.after_staged_rows", staged_rows)
             reused += reused_rows(batch)
@@ -151,4 +154,5 @@ def run_scoring(cfg: Config, score_date: str, spark=None) -> dict[str, Any]:
         # wall-clock stages of the job (they add up to wall_seconds) and the seconds each
         # streaming stage's actors were busy (summed over actors; they overlap in time)
         "stages": stages, "busy_seconds": busy, "actors": sizing.as_dict(),
+        "blocks": blocks,   # staged one by one as they streamed out (scoring.max_block_mb)
     }
