@@ -21,7 +21,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-e2e ingest check demo bench bench-retrieval bench-early-exit bench-scoring bench-tuning bench-tuning-paths bench-nightly bench-nightly-drop bench-peers report reports-manifest airflow airflow-setup clean-lake help \
+.PHONY: setup test test-e2e ingest check demo bench bench-retrieval bench-early-exit bench-scoring bench-tuning bench-tuning-paths bench-nightly bench-nightly-drop bench-nightly-sizing bench-peers report reports-manifest airflow airflow-setup clean-lake help \
 	dist cluster-up cluster-down cluster-status cluster-demo test-cluster config
 
 help:
@@ -149,6 +149,10 @@ bench-nightly-drop: setup
 	$(PY) -m jobs.bench_nightly --dataset bookcrossing --lake $(DROP_LAKE) --env demo --model cpu-small+demo \
 		--date 2026-12-08 --users $(NIGHTLY_USERS) --candidates-per-user 50 \
 		--drop $(DATA)/bookcrossing --drop-users-share 0.05
+
+# nightly_scale.json's sizing block, from the runs and incremental nights it holds
+bench-nightly-sizing: setup
+	$(PY) -m jobs.bench_nightly --dataset bookcrossing --lake $(LAKE) --date $(NIGHTLY_DATE) --sizing
 
 bench-tuning-paths: setup
 	$(PY) -m jobs.bench_tuning_paths --dataset movielens100k --lake $(LAKE) --variant gcn --n 384 --targets-per-prefix 8,16 --no-test

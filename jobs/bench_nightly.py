@@ -36,6 +36,8 @@ def main() -> int:
     parser.add_argument("--drop-reverse", action="store_true",
                         help="--date is scored on all of RAW: one night, the next date, without the drop")
     parser.add_argument("--variant", default="gcn", choices=["none", "llm", "gcn"])
+    parser.add_argument("--sizing", action="store_true",
+                        help="only (re)write the sizing block from the runs and incremental nights in --out")
     args = parser.parse_args()
     if not 0 < args.drop_users_share < 1:
         parser.error("--drop-users-share must be in (0, 1)")
@@ -43,6 +45,11 @@ def main() -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     cfg = config_from_args(args)
+    if args.sizing:
+        from optirag_bench.raw_drop import write_sizing
+
+        print(json.dumps(write_sizing(args, Path(args.out)), indent=1))
+        return 0
     if args.drop:
         from optirag_bench.raw_drop import run_drop_bench
 

@@ -138,13 +138,12 @@ def agreement(scores: dict[str, np.ndarray], labels: np.ndarray, reference: str)
     """Per scorer: max |dp| and Spearman against `reference`, AUC [95% CI] on the labels."""
     from scipy.stats import spearmanr
 
-    from optirag.evaluation.metrics import auc_interval
-    from sklearn.metrics import roc_auc_score
+    from optirag.evaluation.metrics import auc_interval, auc_or_none
 
     ref = scores[reference]
     return {name: {"max_abs_dp": float(np.abs(s - ref).max()),
                    "spearman": float(spearmanr(s, ref).statistic),
-                   "auc": float(roc_auc_score(labels, s)), "auc_ci95": auc_interval(labels, s)}
+                   "auc": auc_or_none(labels, s), "auc_ci95": auc_interval(labels, s)}
             for name, s in scores.items()}
 
 

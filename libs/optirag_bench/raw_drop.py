@@ -103,9 +103,9 @@ def sizing(run: dict[str, Any], incremental: dict[str, Any], catalogue_rows: int
         "full_night_hours": {n: round(catalogue_rows / (n * rate) / 3600, 2) for n in workers},
         "incremental_night_hours": {n: round((fixed + catalogue_rows * share / (n * rate)) / 3600, 2)
                                     for n in workers},
-        "basis": (f"run of {run['rows']} rows on one {run['cpu_count']}-core node ({run['date']}), its next "
-                  f"night re-scoring {share:.2%} in {incremental['wall_seconds']:.0f} s; "
-                  "N workers: rate x N (not measured), fixed steps not divided"),
+        "basis": (f"the job's rate on {run['rows']} rows on one {run['cpu_count']}-core node ({run['date']}); "
+                  f"a {incremental['rows']}-row night after a 5%-of-users drop re-scoring {share:.2%} in "
+                  f"{incremental['wall_seconds']:.0f} s; N workers: rate x N (not measured), fixed steps not divided"),
         "gpu": "not measured in this run (no device lent; reports/bench/scoring_device.json is stale)",
     }
 
@@ -161,6 +161,25 @@ def run_drop_bench(args, out: Path) -> dict[str, Any]:
         if args.drop_reverse and run.get("date") == first and run.get("rows") == record["rows"]:
             run["incremental"] = {k: record[k] for k in ("users_touched_share", "rows_rescored_share",
                                                          "wall_seconds", "rows_rescored", "dates")}
-            data["sizing"] = sizing(run, record, _graph_users(cfg) * args.candidates_per_user)
+    if data.get("runs"):
+        data["sizing"] = sizing_of(data, _graph_users(cfg) * args.candidates_per_user)
     write_report(out, doc)
     return record
+
+
+def sizing_of(data: dict[str, Any], catalogue_rows: int) -> dict[str, Any]:
+    """`sizing` from a dataset's largest run and the incremental night measured nearest its
+    size (a catalogue-size reverse drop where there is one)."""
+    run = max(data["runs"].values(), key=lambda r: r["rows"])
+    night = min(data["incremental"].values(), key=lambda r: abs(r["rows"] - run["rows"]))
+    return sizing(run, night, catalogue_rows) | {"run_rows": run["rows"], "incremental_rows": night["rows"]}
+
+
+def write_sizing(args, out: Path) -> dict[str, Any]:
+    """jobs.bench_nightly --sizing: the `sizing` block from what the file already holds."""
+    doc = json.loads(out.read_text())
+    data = doc["datasets"][args.dataset]
+    cfg = load_config(args.dataset, env=args.env, model=args.model, overrides=args.overrides, lake=args.lake)
+    data["sizing"] = sizing_of(data, _graph_users(cfg) * args.candidates_per_user)
+    write_report(out, doc)
+    return data["sizing"]

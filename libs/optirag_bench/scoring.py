@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path

@@ -220,9 +220,9 @@ def test_scoring_writes_every_candidate_once_faulted_runs_commit_nothing_a_rerun
     shared = {r["score_key"] for r in again.values() if len(same[r["score_key"]]) > 1}
     alone = {u for u, _ in again} - {u for (u, _), r in again.items() if r["score_key"] in shared}
     changed = _changed_candidates(spark, scoring_lake, NEXT, alone)
-    out = _run(scoring_lake, NEXT, "scoring.max_block_mb=0.002")   # ~2 kB blocks: several stream
+    out = _run(scoring_lake, NEXT, "scoring.block_rows=8", "scoring.max_block_mb=0.002")   # blocks stream
     assert {k: _summary(out)[k] for k in ("rows", "scored", "reused")} == {"rows": n, "scored": 2, "reused": n - 2}
-    assert _summary(out)["blocks"] > 1 and _summary(first_out)["blocks"] == 1   # (default: 1 MiB)
+    assert _summary(out)["blocks"] > max(1, _summary(first_out)["blocks"])   # default 1 MiB: fewer
     nxt = _rows(spark, scoring_lake, NEXT)
     assert {k for k, r in nxt.items() if r["scored_on"] == NEXT} == changed
     # (a key several rows share is copied from one of them: equal to float reassociation)

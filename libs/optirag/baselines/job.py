@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,7 +17,7 @@ from optirag.baselines.features import build_vocabularies, encode
 from optirag.baselines.training import logloss, predict, train
 from optirag.config import Config
 from optirag.environment import environment
-from optirag.evaluation.metrics import auc_or_none
+from optirag.evaluation.metrics import auc_or_none, write_report
 
 
 def run_id(model: str, seed: int) -> str:
@@ -97,7 +95,7 @@ def run_baselines(spark: SparkSession, cfg: Config, models: list[str] | None = N
         "environment": environment(),
         "models": results,
     }
-    write_json(report, os.path.join(bcfg.reports_dir, f"baselines_{cfg.dataset.name}.json"))
+    write_report(os.path.join(bcfg.reports_dir, f"baselines_{cfg.dataset.name}.json"), report)
     return report
 
 
@@ -111,10 +109,3 @@ def write_scores(spark: SparkSession, scores: pd.DataFrame, dataset_lake: str) -
     tables.write_table(df, tables.EVAL_SCORES, dataset_lake, replace_where=where)
 
 
-def write_json(data: dict[str, Any], path: str) -> None:
-    """Write via a temporary file and rename: readers never see half a report."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}-{time.time_ns()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)

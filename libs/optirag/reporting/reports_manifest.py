@@ -95,7 +95,8 @@ FILES: dict[str, Entry] = {
                                      "python -m jobs.bench_tuning_paths --dataset movielens100k --lake L "
                                      "--variant gcn --n 2000 --targets-per-prefix 8 --set evaluation.torch_threads=1",
                                      note="notes/tuning.md"),
-    "bench/nightly_scale.json": Entry(STALE, "make bench-nightly (runs), make bench-nightly-drop (incremental)",
+    "bench/nightly_scale.json": Entry(STALE, "make bench-nightly NIGHTLY_USERS=1722 NIGHTLY_DATE=2026-12-03 (runs), "
+                                      "make bench-nightly-drop (incremental), make bench-nightly-sizing",
                                       optional=True,
                                       why="make demo's scorer: what the nightly job costs, not its accuracy"),
     # superseded: a newer file of record replaces them
