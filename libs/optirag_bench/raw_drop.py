@@ -76,12 +76,13 @@ def _night(args, date: str, raw: Path, overrides: list[str]) -> tuple[Config, di
     return cfg, run_nightly(cfg, settings, str(raw), date, args.variant, REPO)
 
 
-def _rescored_users(cfg: Config, date: str) -> Counter:
-    """Rows computed tonight (not reused), per user, from the date's scores."""
+def _night_users(cfg: Config, date: str) -> tuple[set[str], Counter]:
+    """The date's users and, per user, its rows computed tonight (not reused), from one read
+    of the date's scores."""
     rows = lake.read(SCORES, cfg.dataset_lake(), filters=[("score_date", "=", date)],
                      columns=["user_id", "scored_on"])
-    return Counter(u for u, on in zip(rows["user_id"].to_pylist(), rows["scored_on"].to_pylist())
-                   if on == date)
+    users, on = rows["user_id"].to_pylist(), rows["scored_on"].to_pylist()
+    return set(users), Counter(u for u, d in zip(users, on) if d == date)
 
 
 def _graph_users(cfg: Config) -> int:
@@ -130,9 +131,7 @@ def run_drop_bench(args, out: Path) -> dict[str, Any]:
         _, night1 = _night(args, first, before, [*sizes, "orchestration.retriever_refresh_edges_share=0"])
         cfg, night = _night(args, second, raw, sizes)
     summary = json.loads((night_dir(cfg, second) / SUMMARY_FILE).read_text())
-    rescored = _rescored_users(cfg, second)
-    users = lake.read(SCORES, cfg.dataset_lake(), filters=[("score_date", "=", second)], columns=["user_id"])
-    night_users = set(users["user_id"].to_pylist())
+    night_users, rescored = _night_users(cfg, second)
     record = {
         "command": ("python -m jobs.bench_nightly --dataset {d} --lake LAKE --env {e} --model {m} --date {t} "
                     "--users {u} --candidates-per-user {c} --drop {r} --drop-users-share {s}{rev}").format(

@@ -31,7 +31,7 @@ def test_sizing_scales_the_measured_rate_and_keeps_the_fixed_steps():
     from optirag_bench.raw_drop import sizing
 
     run = {"rows": 1000, "date": "2026-12-03", "cpu_count": 2, "job_rows_per_s": 10.0}
-    night = {"rows_rescored_share": 0.1, "rows_rescored": 100, "wall_seconds": 60.0}   # 10 s scoring
+    night = {"rows": 1000, "rows_rescored_share": 0.1, "rows_rescored": 100, "wall_seconds": 60.0}   # 10 s scoring
     got = sizing(run, night, catalogue_rows=36_000)
     assert got["job_rows_per_s_per_core"] == 5.0 and got["full_night_hours"][1] == 1.0
     assert got["full_night_hours"][4] == 0.25

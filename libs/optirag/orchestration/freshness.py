@@ -17,7 +17,6 @@ retriever) refreshes on any data_version change.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -31,19 +30,19 @@ from optirag.retrieval.config import EMBEDDINGS_FILE
 from optirag.tables import MANIFEST, USER_INDEX
 
 
-def graph_change(folder: Path, dataset_lake: str) -> tuple[int, int, int] | None:
+def graph_change(folder: Path, meta: dict, dataset_lake: str) -> tuple[int, int, int] | None:
     """(edges changed, edges the retriever trained on, users whose edge count changed) from
-    the lake's per-user edge counts against the retriever's saved degrees; None when the
-    model has no degrees. An edge replaced by another of the same user counts as unchanged."""
+    the lake's per-user edge counts against the retriever's saved degrees (`meta`: its
+    meta.json, whose user_ids name them); None when the model has no degrees. An edge
+    replaced by another of the same user counts as unchanged."""
     path = Path(folder) / EMBEDDINGS_FILE
-    meta_path = Path(folder) / registry.META_FILE
-    if not path.is_file():
+    if not path.is_file() or "user_ids" not in meta:
         return None
     with safe_open(str(path), "np") as f:
         if "user_degree" not in f.keys():
             return None
         degree = f.get_tensor("user_degree")
-    then = dict(zip(json.loads(meta_path.read_text())["user_ids"], degree.tolist()))
+    then = dict(zip(meta["user_ids"], degree.tolist()))
     index = lake.read(USER_INDEX, dataset_lake, columns=["user_id", "n_edges"])
     now = dict(zip(index["user_id"].to_pylist(), index["n_edges"].to_pylist())) if index is not None else {}
     diffs = [abs(now.get(u, 0) - then.get(u, 0)) for u in then.keys() | now.keys()]
@@ -68,7 +67,7 @@ def retriever_due(cfg: Config, run_date: str) -> tuple[bool, str]:
         return False, f"{kind}/{meta['model_version']} is fresh ({age} days old, data_version unchanged)"
     changed = f"data_version changed: {meta.get('data_version')} -> {','.join(data_versions) or 'none'}"
     threshold = ocfg.retriever_refresh_edges_share
-    delta = graph_change(folder, cfg.dataset_lake()) if threshold > 0 else None
+    delta = graph_change(folder, meta, cfg.dataset_lake()) if threshold > 0 else None
     if delta is None:
         return True, changed
     edges, trained_on, users = delta
